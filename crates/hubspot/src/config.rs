@@ -1,0 +1,140 @@
+//! Connection settings. One [`ClientConfig`] describes one HubSpot connection; every flow that
+//! uses the connection shares its budget through one [`crate::Client`].
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// HubSpot's API host, the same for every account.
+pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
+/// HubSpot's OAuth v1 token endpoint; configurable because v1 is deprecated in favour of v3.
+pub const DEFAULT_TOKEN_URL: &str = "https://api.hubapi.com/oauth/v1/token";
+
+/// Settings of one HubSpot connection.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// API root, `https://api.hubapi.com` unless testing against the sandbox.
+    pub base_url: String,
+    /// Credentials.
+    pub auth: Auth,
+    /// The general request budget (everything but search).
+    pub throttle: Throttle,
+    /// Search requests per second; HubSpot counts search separately (5/s per account).
+    pub search_per_second: u32,
+    /// Requests in flight at once.
+    pub concurrent_connections: usize,
+    /// Batch calls in flight at once.
+    pub concurrent_batches: usize,
+    /// Time allowed for one HTTP request, from send to the last byte of the answer.
+    pub timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// Settings with HubSpot's defaults for a bearer token (private app or service key).
+    pub fn with_token(token: impl Into<String>) -> Self {
+        Self::new(Auth::Token(SecretString::from(token.into())))
+    }
+
+    /// Settings with HubSpot's defaults for the given credentials.
+    pub fn new(auth: Auth) -> Self {
+        ClientConfig {
+            base_url: DEFAULT_BASE_URL.to_string(),
+            auth,
+            throttle: Throttle::default(),
+            search_per_second: 5,
+            concurrent_connections: 5,
+            concurrent_batches: 5,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Same settings against another API root (the sandbox, a proxy).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        let bad = |m: &str| Err(crate::Error::Config(m.to_string()));
+        if self.throttle.limit == 0 || self.throttle.per.is_zero() {
+            return bad("throttle.limit and throttle.per must be positive");
+        }
+        if self.search_per_second == 0 {
+            return bad("search_per_second must be positive");
+        }
+        if self.concurrent_connections == 0 || self.concurrent_batches == 0 {
+            return bad("concurrent_connections and concurrent_batches must be positive");
+        }
+        if self.retry.max_attempts == 0 {
+            return bad("retry.max_attempts must be at least 1");
+        }
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return bad("base_url must start with http:// or https://");
+        }
+        Ok(())
+    }
+}
+
+/// How the connection authenticates. Secrets never appear in `Debug` output.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// A static bearer token (private app access token or service key).
+    Token(SecretString),
+    /// OAuth 2.0 refresh-token grant; access tokens are fetched and refreshed by the client.
+    OAuth {
+        /// The app's client id.
+        client_id: String,
+        /// The app's client secret.
+        client_secret: SecretString,
+        /// The long-lived refresh token of the installation.
+        refresh_token: SecretString,
+        /// Token endpoint, [`DEFAULT_TOKEN_URL`] by default.
+        token_url: String,
+    },
+}
+
+/// At most `limit` requests in any rolling window of length `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    /// Requests per window.
+    pub limit: u32,
+    /// Window length.
+    pub per: Duration,
+}
+
+impl Default for Throttle {
+    /// HubSpot's smallest burst limit: 100 requests per rolling 10 seconds.
+    fn default() -> Self {
+        Throttle {
+            limit: 100,
+            per: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Retries of transient failures (5xx, timeouts, connection errors) and of 429s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Sends of one request at most (first try included) for 5xx, timeouts and connection errors.
+    pub max_attempts: u32,
+    /// First backoff delay; doubled per attempt, with jitter.
+    pub base_delay: Duration,
+    /// Cap of one backoff delay.
+    pub max_delay: Duration,
+    /// Sends of one request at most while HubSpot answers 429 (each after the advised wait).
+    pub max_rate_limited_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_rate_limited_attempts: 8,
+        }
+    }
+}

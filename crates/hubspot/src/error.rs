@@ -1,0 +1,394 @@
+//! Typed errors: what HubSpot said (status, category, correlation id) in a form an operator can
+//! act on, plus the client-side failures (transport, rate limits, auth) that never reach HubSpot.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything a call to the client can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// HubSpot answered with an error status.
+    #[error("{0}")]
+    Api(Box<ApiError>),
+    /// HubSpot kept answering 429 after the client had waited and retried as often as allowed.
+    #[error(
+        "HubSpot rate limit ({policy}) still hit after {attempts} attempts; lower the connection's throttle or concurrency"
+    )]
+    RateLimited {
+        /// `policyName` of the last 429 (`TEN_SECONDLY_ROLLING`, `SECONDLY`, …) or `unknown`.
+        policy: String,
+        /// How many times the request was sent.
+        attempts: u32,
+    },
+    /// The account's daily request limit is used up; this connection sends no more writes until
+    /// the reset.
+    #[error(
+        "HubSpot daily API limit reached; writes on this connection are paused for {}s (until the daily reset)",
+        .resume_in.as_secs()
+    )]
+    DailyLimit {
+        /// Time left until the client lets writes through again.
+        resume_in: Duration,
+    },
+    /// The request never produced a usable HTTP answer (timeout, refused connection, …).
+    #[error("HubSpot request failed ({kind}): {message}")]
+    Transport {
+        /// What went wrong, coarsely.
+        kind: TransportKind,
+        /// The transport's own description (never contains credentials).
+        message: String,
+    },
+    /// Getting an OAuth access token failed.
+    #[error("HubSpot OAuth token refresh failed: {0}")]
+    Auth(String),
+    /// HubSpot answered 2xx with a body the client could not read.
+    #[error("unexpected HubSpot response for {what}: {message}")]
+    Decode {
+        /// Which call.
+        what: String,
+        /// The parse error.
+        message: String,
+    },
+    /// The client configuration or a call's arguments are invalid.
+    #[error("invalid HubSpot client configuration: {0}")]
+    Config(String),
+    /// A create may or may not have happened (its response was lost) and it could not be checked.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+}
+
+impl Error {
+    /// The HTTP status HubSpot answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api(e) => Some(e.status),
+            Error::RateLimited { .. } | Error::DailyLimit { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// HubSpot's error category, or a client-side category (`TRANSPORT`, `RATE_LIMIT`, …).
+    pub fn category(&self) -> &str {
+        match self {
+            Error::Api(e) => &e.category,
+            Error::RateLimited { .. } => "RATE_LIMIT",
+            Error::DailyLimit { .. } => "DAILY_LIMIT",
+            Error::Transport { .. } => "TRANSPORT",
+            Error::Auth(_) => "AUTH",
+            Error::Decode { .. } => "DECODE",
+            Error::Config(_) => "CONFIG",
+            Error::Unknown(_) => "UNKNOWN",
+        }
+    }
+
+    /// True for a 404 from HubSpot.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Api(e) if e.status == 404)
+    }
+}
+
+/// Coarse transport failure kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// No answer within the configured timeout; the request may have been processed.
+    Timeout,
+    /// The connection could not be made; the request was not sent.
+    Connect,
+    /// The connection broke or the body could not be read; the request may have been processed.
+    Other,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Timeout => "timeout",
+            TransportKind::Connect => "connection refused or unreachable",
+            TransportKind::Other => "connection error",
+        })
+    }
+}
+
+/// An error answer from HubSpot, as its standard error body describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// `category`, e.g. `VALIDATION_ERROR`, `CONFLICT`, `OBJECT_NOT_FOUND`, `RATE_LIMIT`.
+    pub category: String,
+    /// `subCategory`, when given.
+    pub sub_category: Option<String>,
+    /// `correlationId`: quote it to HubSpot support.
+    pub correlation_id: Option<String>,
+    /// `message`.
+    pub message: String,
+    /// `context`, e.g. `{"invalidPropertyName": ["foo"]}`.
+    pub context: BTreeMap<String, Vec<String>>,
+    /// `policyName` on 429s (`DAILY`, `SECONDLY`, `TEN_SECONDLY_ROLLING`).
+    pub policy_name: Option<String>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HubSpot {} {}", self.status, self.category)?;
+        if let Some(sub) = &self.sub_category {
+            write!(f, "/{sub}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        for (k, v) in &self.context {
+            write!(f, "; {k}: {}", v.join(", "))?;
+        }
+        if let Some(hint) = hint(self.status, &self.category) {
+            write!(f, " ({hint})")?;
+        }
+        if let Some(id) = &self.correlation_id {
+            write!(f, " [correlationId {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// A next step for the statuses operators meet most.
+fn hint(status: u16, category: &str) -> Option<&'static str> {
+    match (status, category) {
+        (401, _) => Some("check the connection's token or OAuth credentials"),
+        (403, _) => Some("the token lacks a scope this call needs"),
+        (404, _) => Some("no such record or object type"),
+        (409, _) => Some("a record with this unique value already exists"),
+        (_, "VALIDATION_ERROR") => Some("fix the record's property names or values"),
+        _ => None,
+    }
+}
+
+/// HubSpot's standard error body; every field optional, as HubSpot advises.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ErrorBody {
+    #[serde(default)]
+    pub status: Option<serde_json::Value>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub error_type: Option<String>,
+    #[serde(default)]
+    pub sub_category: Option<serde_json::Value>,
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub context: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    pub policy_name: Option<String>,
+    #[serde(default)]
+    pub errors: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ErrorDetail {
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl ErrorBody {
+    /// Turns a body into an [`ApiError`]; `status` is the HTTP status when the body's own
+    /// `status` is not a number (HubSpot often sends `"status": "error"`).
+    pub(crate) fn into_api_error(self, http_status: u16) -> ApiError {
+        let status = match &self.status {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u16),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+        .unwrap_or(http_status);
+        let mut message = self.message.unwrap_or_default();
+        let details: Vec<String> = self.errors.into_iter().filter_map(|d| d.message).collect();
+        if message.is_empty() {
+            message = details.join("; ");
+        } else if !details.is_empty() && !details.iter().all(|d| message.contains(d.as_str())) {
+            message = format!("{message} ({})", details.join("; "));
+        }
+        if message.is_empty() {
+            message = format!("HTTP {http_status} without an error message");
+        }
+        let context = self
+            .context
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let values = match v {
+                    serde_json::Value::Array(items) => items.into_iter().map(value_text).collect(),
+                    other => vec![value_text(other)],
+                };
+                (k, values)
+            })
+            .collect();
+        let category = self
+            .category
+            .or(self.error_type)
+            .unwrap_or_else(|| default_category(status).to_string());
+        ApiError {
+            status,
+            category,
+            sub_category: self.sub_category.map(value_text),
+            correlation_id: self.correlation_id,
+            message,
+            context,
+            policy_name: self.policy_name,
+        }
+    }
+}
+
+fn value_text(v: serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+fn default_category(status: u16) -> &'static str {
+    match status {
+        400 => "VALIDATION_ERROR",
+        401 => "INVALID_AUTHENTICATION",
+        403 => "MISSING_SCOPES",
+        404 => "OBJECT_NOT_FOUND",
+        409 => "CONFLICT",
+        429 => "RATE_LIMIT",
+        500..=599 => "SERVER_ERROR",
+        _ => "ERROR",
+    }
+}
+
+/// Parses an error response body leniently: a non-JSON body becomes the message.
+pub(crate) fn parse_error_body(http_status: u16, body: &[u8]) -> ApiError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) => parsed.into_api_error(http_status),
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(500).collect();
+            ErrorBody {
+                message: Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+                ..ErrorBody::default()
+            }
+            .into_api_error(http_status)
+        }
+    }
+}
+
+/// Why one input record of a write failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// HTTP status of the answer that refused the record, when there was one.
+    pub status: Option<u16>,
+    /// HubSpot's category, or a client-side one (`TRANSPORT`, `RATE_LIMIT`, `DAILY_LIMIT`, …).
+    pub category: String,
+    /// HubSpot's subCategory, when given.
+    pub sub_category: Option<String>,
+    /// What went wrong.
+    pub message: String,
+    /// HubSpot's correlationId, when given.
+    pub correlation_id: Option<String>,
+    /// HubSpot's error context.
+    pub context: BTreeMap<String, Vec<String>>,
+}
+
+impl RecordError {
+    /// A failure decided by the client before anything was sent.
+    pub fn client(category: &str, message: impl Into<String>) -> Self {
+        RecordError {
+            status: None,
+            category: category.to_string(),
+            sub_category: None,
+            message: message.into(),
+            correlation_id: None,
+            context: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(status) = self.status {
+            write!(f, "{status} ")?;
+        }
+        f.write_str(&self.category)?;
+        if let Some(sub) = &self.sub_category {
+            write!(f, "/{sub}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        for (k, v) in &self.context {
+            write!(f, "; {k}: {}", v.join(", "))?;
+        }
+        if let Some(id) = &self.correlation_id {
+            write!(f, " [correlationId {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<ApiError> for RecordError {
+    fn from(e: ApiError) -> Self {
+        RecordError {
+            status: Some(e.status),
+            category: e.category,
+            sub_category: e.sub_category,
+            message: e.message,
+            correlation_id: e.correlation_id,
+            context: e.context,
+        }
+    }
+}
+
+impl From<&Error> for RecordError {
+    fn from(e: &Error) -> Self {
+        match e {
+            Error::Api(api) => (**api).clone().into(),
+            other => RecordError {
+                status: other.status(),
+                category: other.category().to_string(),
+                sub_category: None,
+                message: other.to_string(),
+                correlation_id: None,
+                context: BTreeMap::new(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hubspot_conflict_body() {
+        let body = br#"{"status":"error","message":"Contact already exists. Existing ID: 6001","correlationId":"abc","category":"CONFLICT"}"#;
+        let e = parse_error_body(409, body);
+        assert_eq!(e.status, 409);
+        assert_eq!(e.category, "CONFLICT");
+        assert_eq!(e.correlation_id.as_deref(), Some("abc"));
+        let shown = Error::Api(Box::new(e)).to_string();
+        assert!(shown.contains("409 CONFLICT"), "{shown}");
+        assert!(shown.contains("Existing ID: 6001"), "{shown}");
+        assert!(shown.contains("correlationId abc"), "{shown}");
+    }
+
+    #[test]
+    fn parses_rate_limit_body_and_context() {
+        let body = br#"{"status":"error","message":"You have reached your daily limit.","errorType":"RATE_LIMIT","correlationId":"c0","policyName":"DAILY","context":{"invalidPropertyName":["foo"]}}"#;
+        let e = parse_error_body(429, body);
+        assert_eq!(e.category, "RATE_LIMIT");
+        assert_eq!(e.policy_name.as_deref(), Some("DAILY"));
+        assert_eq!(e.context["invalidPropertyName"], vec!["foo".to_string()]);
+    }
+
+    #[test]
+    fn non_json_body_becomes_message() {
+        let e = parse_error_body(502, b"<html>Bad gateway</html>");
+        assert_eq!(e.category, "SERVER_ERROR");
+        assert!(e.message.contains("Bad gateway"));
+        let e = parse_error_body(500, b"");
+        assert!(e.message.contains("HTTP 500"));
+    }
+}
