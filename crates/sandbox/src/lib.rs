@@ -1,1 +1,323 @@
-//! placeholder
+//! `rivulet-sandbox`: an in-memory HubSpot CRM emulator served over real HTTP on 127.0.0.1.
+//!
+//! It speaks the CRM v3 objects API (single, batch, search, properties, associations), the
+//! OAuth v1 token endpoint, HubSpot's error bodies and rate-limit behaviour, and adds a control
+//! API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, reset).
+//! It shares no code with the HubSpot client crate: its types are written from HubSpot's docs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rivulet_sandbox::SandboxError> {
+//! use rivulet_sandbox::{Sandbox, SandboxConfig};
+//! let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+//! println!("HubSpot emulator at {}", sandbox.url());
+//! sandbox.store().seed(rivulet_sandbox::SeedSpec::generated("contacts", 10))?;
+//! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod control;
+mod error;
+mod handle;
+mod limits;
+mod model;
+mod net;
+mod props;
+mod search;
+mod seed;
+mod server;
+mod store;
+
+pub use error::{ApiError, correlation_id};
+pub use handle::{RequestLogEntry, Stats, Store};
+pub use limits::Faults;
+pub use model::{ObjectType, fmt_ms, parse_ts};
+pub use props::{PropertyDef, PropertyOption};
+pub use seed::{SeedSpec, demo_seed, seed_from_file, seed_from_json};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors of the sandbox library API.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Binding the socket or reading a seed file failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A seed file or body was not valid JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The object type is not one the sandbox serves.
+    #[error(
+        "unknown object type: {0} (expected companies, contacts, deals, products or line_items)"
+    )]
+    UnknownObjectType(String),
+    /// The operation was refused as the HTTP API would refuse it.
+    #[error("{category} ({status}): {message}")]
+    Api {
+        /// HTTP status the API would answer.
+        status: u16,
+        /// HubSpot error category.
+        category: String,
+        /// HubSpot error message.
+        message: String,
+    },
+    /// A rate limit string did not parse.
+    #[error("invalid rate limit {0:?}: expected LIMIT/DURATION such as 100/10s")]
+    RateLimit(String),
+}
+
+impl From<ApiError> for SandboxError {
+    fn from(e: ApiError) -> Self {
+        SandboxError::Api {
+            status: e.status.as_u16(),
+            category: e.category,
+            message: e.message,
+        }
+    }
+}
+
+/// A rolling request limit: at most `limit` requests in any window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// `limit` requests per `per`.
+    pub fn new(limit: u32, per: Duration) -> Self {
+        RateLimit { limit, per }
+    }
+}
+
+impl FromStr for RateLimit {
+    type Err = SandboxError;
+
+    /// Parses `100/10s`, `5/1s`, `5/s`, `500/1m`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || SandboxError::RateLimit(s.to_string());
+        let (n, d) = s.trim().split_once('/').ok_or_else(err)?;
+        let limit: u32 = n.trim().parse().map_err(|_| err())?;
+        let d = d.trim();
+        let d = if d.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            format!("1{d}")
+        } else {
+            d.to_string()
+        };
+        let per = humantime::parse_duration(&d).map_err(|_| err())?;
+        if limit == 0 || per.is_zero() {
+            return Err(err());
+        }
+        Ok(RateLimit { limit, per })
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.limit, humantime::format_duration(self.per))
+    }
+}
+
+/// The OAuth client the token endpoint accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// Accepted `client_id`.
+    pub client_id: String,
+    /// Accepted `client_secret`.
+    pub client_secret: String,
+    /// Accepted `refresh_token` (also returned by the token endpoint).
+    pub refresh_token: String,
+    /// Lifetime of issued access tokens (`expires_in`).
+    pub access_token_lifetime: Duration,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        OAuthConfig {
+            client_id: "sandbox-client-id".into(),
+            client_secret: "sandbox-client-secret".into(),
+            refresh_token: "sandbox-refresh-token".into(),
+            access_token_lifetime: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// How to start a sandbox. Every knob is a public field; `Default` has limits off, no faults
+/// and an ephemeral port.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Port on 127.0.0.1; 0 = ephemeral.
+    pub port: u16,
+    /// Accepted static bearer tokens; if empty, any non-empty token is accepted (except an
+    /// expired token issued by the OAuth endpoint).
+    pub tokens: Vec<String>,
+    /// Rolling limit for non-search API requests (HubSpot's `TEN_SECONDLY_ROLLING`).
+    pub rate_limit: Option<RateLimit>,
+    /// Search requests per second (HubSpot: 5; policy `SECONDLY`).
+    pub search_per_second: Option<u32>,
+    /// Requests per UTC day (policy `DAILY`).
+    pub daily_limit: Option<u64>,
+    /// Send `Retry-After` (seconds) on 429 responses.
+    pub retry_after: bool,
+    /// Probability of answering an API request with an injected 502/503.
+    pub fault_rate: f64,
+    /// Probability of closing the connection without a response.
+    pub drop_rate: f64,
+    /// Latency added to every API request.
+    pub latency: Duration,
+    /// Writes stay invisible to search for this long.
+    pub search_lag: Duration,
+    /// The OAuth client the token endpoint accepts.
+    pub oauth: OAuthConfig,
+    /// Seed for the fault RNG (`None`: from the OS), for reproducible fault sequences.
+    pub fault_seed: Option<u64>,
+    /// Entries kept in the request log ring buffer.
+    pub request_log_capacity: usize,
+    /// Load the demo data set (~50 companies, ~100 contacts) at start.
+    pub demo_data: bool,
+    /// Seed from this JSON file at start (`{"companies":[{…}],"contacts":[…]}`).
+    pub seed_file: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            port: 0,
+            tokens: vec![],
+            rate_limit: None,
+            search_per_second: None,
+            daily_limit: None,
+            retry_after: false,
+            fault_rate: 0.0,
+            drop_rate: 0.0,
+            latency: Duration::ZERO,
+            search_lag: Duration::ZERO,
+            oauth: OAuthConfig::default(),
+            fault_seed: None,
+            request_log_capacity: 10_000,
+            demo_data: false,
+            seed_file: None,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// HubSpot-like limits: 100 requests per 10 s rolling, 5 searches per second,
+    /// 250,000 requests a day, `Retry-After` off.
+    pub fn hubspot_limits() -> Self {
+        SandboxConfig {
+            rate_limit: Some(RateLimit::new(100, Duration::from_secs(10))),
+            search_per_second: Some(5),
+            daily_limit: Some(250_000),
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+/// A running sandbox server.
+pub struct Sandbox {
+    addr: SocketAddr,
+    store: Store,
+    shutdown_tx: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("addr", &self.addr).finish()
+    }
+}
+
+impl Sandbox {
+    /// Binds 127.0.0.1:`config.port`, seeds (demo data / seed file) and serves in a
+    /// background task on the current tokio runtime.
+    pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        let store = Store::new(config.clone());
+        if config.demo_data {
+            demo_seed(&store);
+        }
+        if let Some(path) = &config.seed_file {
+            seed_from_file(&store, path)?;
+        }
+        let app = server::router(store.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(
+                net::KillableListener::new(listener),
+                app.into_make_service_with_connect_info::<net::ConnHandle>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("sandbox server failed: {e}");
+            }
+        });
+        tracing::info!("HubSpot sandbox listening on http://{addr}");
+        Ok(Sandbox {
+            addr,
+            store,
+            shutdown_tx: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Base URL, `http://127.0.0.1:PORT` (use it as the HubSpot API base URL).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to seed, touch and read records and counters directly.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// Stops serving: graceful for up to 2 s, then aborted.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown_tx.take() {
+            let _ = tx.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_parses() {
+        let r: RateLimit = "100/10s".parse().unwrap();
+        assert_eq!(r, RateLimit::new(100, Duration::from_secs(10)));
+        let r: RateLimit = "5/s".parse().unwrap();
+        assert_eq!(r.per, Duration::from_secs(1));
+        assert_eq!(r.to_string(), "5/1s");
+        assert!("x/10s".parse::<RateLimit>().is_err());
+        assert!("10".parse::<RateLimit>().is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The control API under `/_sandbox/` (no auth): seed, touch, request log, stats, faults,
+//! reset, health.
+
+use crate::SandboxError;
+use crate::error::ApiError;
+use crate::handle::Store;
+use crate::seed::{SeedSpec, demo_seed, seed_from_json};
+use crate::server::parse_body;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::time::Instant;
+
+type R = Result<Response, ApiError>;
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::Api {
+                status,
+                category,
+                message,
+            } => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &category,
+                message,
+            ),
+            other => ApiError::validation(other.to_string()),
+        }
+    }
+}
+
+pub(crate) fn routes() -> Router<Store> {
+    Router::new()
+        .route("/_sandbox/health", get(health))
+        .route("/_sandbox/seed", post(seed))
+        .route("/_sandbox/demo", post(demo))
+        .route(
+            "/_sandbox/objects/{object_type}/{id}",
+            get(record).delete(archive),
+        )
+        .route("/_sandbox/objects/{object_type}/{id}/touch", post(touch))
+        .route("/_sandbox/requests", get(requests).delete(clear_requests))
+        .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/faults", get(faults).put(set_faults))
+        .route("/_sandbox/tokens/expire", post(expire_tokens))
+        .route("/_sandbox/reset", post(reset))
+}
+
+fn ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+async fn health() -> Response {
+    ok(json!({"status": "ok"}))
+}
+
+async fn seed(State(s): State<Store>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    if v.get("objectType").is_some() || v.get("object_type").is_some() || v.get("type").is_some() {
+        let spec: SeedSpec = serde_json::from_value(v)
+            .map_err(|e| ApiError::validation(format!("invalid seed spec: {e}")))?;
+        let ty = spec.object_type.clone();
+        let ids = s.seed(spec)?;
+        let mut out = json!({
+            "objectType": ty,
+            "created": ids.len(),
+            "firstId": ids.first(),
+            "lastId": ids.last(),
+        });
+        if ids.len() <= 1000 {
+            out["ids"] = json!(ids);
+        }
+        Ok(ok(out))
+    } else {
+        let n = seed_from_json(&s, &v)?;
+        Ok(ok(json!({ "created": n })))
+    }
+}
+
+async fn demo(State(s): State<Store>) -> Response {
+    ok(json!({ "created": demo_seed(&s) }))
+}
+
+async fn record(State(s): State<Store>, Path((t, id)): Path<(String, String)>) -> R {
+    match s.get(&t, &id)? {
+        Some(v) => Ok(ok(v)),
+        None => Err(ApiError::not_found(format!("No {t} record with id {id}"))),
+    }
+}
+
+async fn archive(State(s): State<Store>, Path((t, id)): Path<(String, String)>) -> R {
+    s.archive(&t, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn touch(State(s): State<Store>, Path((t, id)): Path<(String, String)>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    let empty = Map::new();
+    let props = v
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let at = match v.get("at") {
+        None | Some(Value::Null) => None,
+        Some(x) => Some(
+            crate::props::coerce(x)
+                .and_then(|s| crate::model::parse_ts(&s))
+                .ok_or_else(|| ApiError::validation("at must be epoch ms or ISO 8601"))?,
+        ),
+    };
+    Ok(ok(s.touch(&t, &id, props, at)?))
+}
+
+async fn requests(State(s): State<Store>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let all = s.requests();
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(all.len());
+    let skip = all.len().saturating_sub(limit);
+    ok(json!({ "results": &all[skip..] }))
+}
+
+async fn clear_requests(State(s): State<Store>) -> Response {
+    s.inner.tele.lock().log.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn stats(State(s): State<Store>) -> Response {
+    ok(json!(s.stats()))
+}
+
+async fn faults(State(s): State<Store>) -> Response {
+    ok(s.faults().to_json())
+}
+
+async fn set_faults(State(s): State<Store>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    let mut f = s.faults();
+    f.apply_json(&v).map_err(ApiError::validation)?;
+    s.set_faults(f.clone());
+    Ok(ok(f.to_json()))
+}
+
+async fn expire_tokens(State(s): State<Store>) -> Response {
+    let mut rt = s.inner.rt.lock();
+    let now = Instant::now();
+    let n = rt.tokens.len();
+    for exp in rt.tokens.values_mut() {
+        *exp = now;
+    }
+    ok(json!({ "expired": n }))
+}
+
+async fn reset(State(s): State<Store>) -> Response {
+    s.reset();
+    ok(json!({"status": "ok"}))
+}

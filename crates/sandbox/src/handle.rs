@@ -1,0 +1,345 @@
+//! The shared state handle ([`Store`]) with telemetry (request log and counters).
+
+use crate::error::ApiError;
+use crate::limits::{Faults, Runtime};
+use crate::model::{ObjectType, fmt_ms, now_ms};
+use crate::props::PropertyDef;
+use crate::store::{Data, Prepared, PropSel};
+use crate::{SandboxConfig, SandboxError};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One entry of the request log (`GET /_sandbox/requests`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestLogEntry {
+    /// HTTP method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Query string, if any.
+    pub query: Option<String>,
+    /// Endpoint name (`search`, `batch_upsert`, …).
+    pub endpoint: String,
+    /// Response status; 0 = connection dropped without a response.
+    pub status: u16,
+    /// When the request arrived (ISO 8601).
+    pub time: String,
+    /// Time spent answering, in milliseconds.
+    pub duration_ms: f64,
+}
+
+/// Counters (`GET /_sandbox/stats`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Requests seen (all paths).
+    pub requests: u64,
+    /// Requests per endpoint name (`search`, `batch_upsert`, `create`, `token`, …),
+    /// counted when they reach the endpoint (after auth, limits and faults).
+    pub endpoints: BTreeMap<String, u64>,
+    /// Responses per status code.
+    pub statuses: BTreeMap<String, u64>,
+    /// 429 answers in total.
+    pub rate_limited: u64,
+    /// 429 answers per policy (`TEN_SECONDLY_ROLLING`, `SECONDLY`, `DAILY`).
+    pub rate_limited_by_policy: BTreeMap<String, u64>,
+    /// Injected 5xx answers.
+    pub faults_injected: u64,
+    /// Connections dropped without a response.
+    pub connections_dropped: u64,
+    /// 401 answers.
+    pub unauthorized: u64,
+    /// Successful OAuth token grants (refreshes).
+    pub token_refreshes: u64,
+    /// Live records per object type (filled when read).
+    pub records: BTreeMap<String, usize>,
+}
+
+pub(crate) struct Telemetry {
+    pub log: VecDeque<RequestLogEntry>,
+    pub cap: usize,
+    pub stats: Stats,
+}
+
+pub(crate) struct Inner {
+    pub data: RwLock<Data>,
+    pub rt: Mutex<Runtime>,
+    pub tele: Mutex<Telemetry>,
+    pub config: SandboxConfig,
+}
+
+/// A cheap, cloneable handle on the sandbox's state: seed, touch and read records, read
+/// counters and the request log, change faults, reset.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn parse_type(s: &str) -> Result<ObjectType, SandboxError> {
+    ObjectType::parse(s).ok_or_else(|| SandboxError::UnknownObjectType(s.to_string()))
+}
+
+impl Store {
+    /// A fresh, empty store with the given configuration (no server).
+    pub fn new(config: SandboxConfig) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                data: RwLock::new(Data::new()),
+                rt: Mutex::new(Runtime::new(&config)),
+                tele: Mutex::new(Telemetry {
+                    log: VecDeque::new(),
+                    cap: config.request_log_capacity.max(1),
+                    stats: Stats::default(),
+                }),
+                config,
+            }),
+        }
+    }
+
+    /// The configuration the sandbox started with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Current limit/fault knobs.
+    pub fn faults(&self) -> Faults {
+        self.inner.rt.lock().faults.clone()
+    }
+
+    /// Replaces the limit/fault knobs (rolling windows are kept).
+    pub fn set_faults(&self, faults: Faults) {
+        self.inner.rt.lock().faults = faults;
+    }
+
+    /// Changes some knobs in place.
+    pub fn update_faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.inner.rt.lock().faults);
+    }
+
+    /// Counters, with live record counts.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.inner.tele.lock().stats.clone();
+        let data = self.inner.data.read();
+        for ty in ObjectType::ALL {
+            s.records.insert(ty.as_str().into(), data.ts(ty).live.len());
+        }
+        s
+    }
+
+    /// OAuth token refreshes granted so far.
+    pub fn token_refreshes(&self) -> u64 {
+        self.inner.tele.lock().stats.token_refreshes
+    }
+
+    /// Requests of one endpoint name so far (`search`, `batch_upsert`, …).
+    pub fn endpoint_count(&self, endpoint: &str) -> u64 {
+        self.inner
+            .tele
+            .lock()
+            .stats
+            .endpoints
+            .get(endpoint)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The request log, oldest first.
+    pub fn requests(&self) -> Vec<RequestLogEntry> {
+        self.inner.tele.lock().log.iter().cloned().collect()
+    }
+
+    /// Empties all records, restores default properties, clears counters, the request log,
+    /// rate windows and issued tokens, and restores the start configuration's knobs.
+    pub fn reset(&self) {
+        *self.inner.data.write() = Data::new();
+        {
+            let mut rt = self.inner.rt.lock();
+            *rt = Runtime::new(&self.inner.config);
+        }
+        let mut t = self.inner.tele.lock();
+        t.log.clear();
+        t.stats = Stats::default();
+    }
+
+    /// Live records of a type.
+    pub fn count(&self, object_type: &str) -> Result<usize, SandboxError> {
+        let ty = parse_type(object_type)?;
+        Ok(self.inner.data.read().ts(ty).live.len())
+    }
+
+    /// A record (with every set property) by id, as the API renders it; archived ones too.
+    pub fn get(&self, object_type: &str, id: &str) -> Result<Option<Value>, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let data = self.inner.data.read();
+        let Ok(n) = id.parse::<u64>() else {
+            return Ok(None);
+        };
+        if !data.ts(ty).records.contains_key(&n) {
+            return Ok(None);
+        }
+        Ok(Some(Value::Object(data.render(
+            ty,
+            n,
+            &PropSel::All,
+            &ObjectType::ALL,
+        ))))
+    }
+
+    /// A live record by a unique property (`email`, `external_id`, …).
+    pub fn find(
+        &self,
+        object_type: &str,
+        id_property: &str,
+        value: &str,
+    ) -> Result<Option<Value>, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let data = self.inner.data.read();
+        let Some(id) = data.resolve(ty, value, Some(id_property), false)? else {
+            return Ok(None);
+        };
+        Ok(Some(Value::Object(data.render(
+            ty,
+            id,
+            &PropSel::All,
+            &ObjectType::ALL,
+        ))))
+    }
+
+    /// Every live record of a type (all properties), in id order.
+    pub fn records(&self, object_type: &str) -> Result<Vec<Value>, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let data = self.inner.data.read();
+        Ok(data
+            .ts(ty)
+            .live
+            .iter()
+            .map(|id| Value::Object(data.render(ty, *id, &PropSel::All, &ObjectType::ALL)))
+            .collect())
+    }
+
+    /// Changes a record as a person in the HubSpot UI would: sets properties (validated; `""`
+    /// clears) and bumps the modified time to now (or `at_ms`), even if nothing changed.
+    /// Subject to the search lag. Returns the record.
+    pub fn touch(
+        &self,
+        object_type: &str,
+        id: &str,
+        properties: &Map<String, Value>,
+        at_ms: Option<i64>,
+    ) -> Result<Value, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let lag = self.inner.rt.lock().faults.search_lag;
+        let mut data = self.inner.data.write();
+        let rid = data
+            .resolve(ty, id, None, false)?
+            .ok_or_else(|| ApiError::not_found(format!("No {} with id {id}", ty.singular())))?;
+        let (props, _, _) = data.validate_props(ty, properties, false)?;
+        data.check_unique(ty, Some(rid), &props, &mut HashSet::new())?;
+        let now = at_ms.unwrap_or_else(now_ms);
+        let visible_at = (!lag.is_zero()).then(|| Instant::now() + lag);
+        data.apply(
+            ty,
+            Prepared {
+                target: Some(rid),
+                props,
+                assoc: vec![],
+            },
+            now,
+            visible_at,
+        );
+        // bump even when nothing changed
+        let ts = data.ts_mut(ty);
+        let rec = ts.records.get_mut(&rid).expect("record");
+        if rec.updated != now {
+            ts.by_modified.remove(&(rec.updated, rid));
+            rec.updated = now;
+            ts.by_modified.insert((now, rid));
+        }
+        if let Some(t) = visible_at {
+            rec.searchable_at = Some(t);
+            ts.lag_until = Some(ts.lag_until.map_or(t, |u| u.max(t)));
+        }
+        Ok(Value::Object(data.render(ty, rid, &PropSel::All, &[])))
+    }
+
+    /// Archives a record as a person in the UI would.
+    pub fn archive(&self, object_type: &str, id: &str) -> Result<bool, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let Ok(n) = id.parse::<u64>() else {
+            return Ok(false);
+        };
+        Ok(self.inner.data.write().archive(ty, n, now_ms()))
+    }
+
+    /// Associates two records (both directions).
+    pub fn associate(
+        &self,
+        from_type: &str,
+        from_id: &str,
+        to_type: &str,
+        to_id: &str,
+    ) -> Result<(), SandboxError> {
+        let (ft, tt) = (parse_type(from_type)?, parse_type(to_type)?);
+        let mut data = self.inner.data.write();
+        let f = data.resolve(ft, from_id, None, false)?.ok_or_else(|| {
+            ApiError::not_found(format!("No {} with id {from_id}", ft.singular()))
+        })?;
+        let t = data
+            .resolve(tt, to_id, None, false)?
+            .ok_or_else(|| ApiError::not_found(format!("No {} with id {to_id}", tt.singular())))?;
+        data.associate(ft, f, tt, t);
+        Ok(())
+    }
+
+    /// Defines a property (as `POST /crm/v3/properties/{objectType}` does).
+    pub fn define_property(&self, object_type: &str, def: PropertyDef) -> Result<(), SandboxError> {
+        let ty = parse_type(object_type)?;
+        let mut data = self.inner.data.write();
+        if data.ts(ty).prop(&def.name).is_some() {
+            return Err(ApiError::conflict(format!(
+                "A property named '{}' already exists.",
+                def.name
+            ))
+            .into());
+        }
+        data.ts_mut(ty).add_property(def);
+        Ok(())
+    }
+
+    /// Property definitions of a type.
+    pub fn properties(&self, object_type: &str) -> Result<Vec<PropertyDef>, SandboxError> {
+        let ty = parse_type(object_type)?;
+        Ok(self.inner.data.read().ts(ty).props.clone())
+    }
+
+    pub(crate) fn log(&self, entry: RequestLogEntry) {
+        let mut t = self.inner.tele.lock();
+        t.stats.requests += 1;
+        *t.stats
+            .statuses
+            .entry(entry.status.to_string())
+            .or_default() += 1;
+        if t.log.len() >= t.cap {
+            t.log.pop_front();
+        }
+        t.log.push_back(entry);
+    }
+
+    pub(crate) fn bump(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.inner.tele.lock().stats);
+    }
+}
+
+/// Formats now for the log.
+pub(crate) fn now_iso() -> String {
+    fmt_ms(now_ms())
+}

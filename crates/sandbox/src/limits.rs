@@ -1,0 +1,263 @@
+//! Run-time knobs (limits and faults), rolling windows, and issued OAuth tokens.
+
+use crate::{RateLimit, SandboxConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The limit and fault knobs that can change at run time (`PUT /_sandbox/faults`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Faults {
+    /// Rolling limit for non-search requests.
+    pub rate_limit: Option<RateLimit>,
+    /// Search requests per second.
+    pub search_per_second: Option<u32>,
+    /// Requests per UTC day.
+    pub daily_limit: Option<u64>,
+    /// Send `Retry-After` on 429.
+    pub retry_after: bool,
+    /// Probability of an injected 502/503.
+    pub fault_rate: f64,
+    /// Probability of a dropped connection.
+    pub drop_rate: f64,
+    /// Added latency per API request.
+    pub latency: Duration,
+    /// Search index lag for writes.
+    pub search_lag: Duration,
+}
+
+impl Faults {
+    /// The knobs of a start configuration.
+    pub fn from_config(c: &SandboxConfig) -> Self {
+        Faults {
+            rate_limit: c.rate_limit,
+            search_per_second: c.search_per_second,
+            daily_limit: c.daily_limit,
+            retry_after: c.retry_after,
+            fault_rate: c.fault_rate,
+            drop_rate: c.drop_rate,
+            latency: c.latency,
+            search_lag: c.search_lag,
+        }
+    }
+
+    /// JSON form used by `GET/PUT /_sandbox/faults`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rate_limit": self.rate_limit.map(|r| format!("{}/{}ms", r.limit, r.per.as_millis())),
+            "search_per_second": self.search_per_second,
+            "daily_limit": self.daily_limit,
+            "retry_after": self.retry_after,
+            "fault_rate": self.fault_rate,
+            "drop_rate": self.drop_rate,
+            "latency_ms": self.latency.as_millis() as u64,
+            "search_lag_ms": self.search_lag.as_millis() as u64,
+        })
+    }
+
+    /// Applies the fields present in a JSON patch (`null` turns a limit off).
+    pub fn apply_json(&mut self, v: &Value) -> Result<(), String> {
+        let obj = v.as_object().ok_or("faults body must be a JSON object")?;
+        for (k, v) in obj {
+            match k.as_str() {
+                "rate_limit" => {
+                    self.rate_limit = match v {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.parse().map_err(|e| format!("{e}"))?),
+                        Value::Object(o) => {
+                            let limit = o
+                                .get("limit")
+                                .and_then(Value::as_u64)
+                                .ok_or("rate_limit.limit")?;
+                            let per = o
+                                .get("per_ms")
+                                .and_then(Value::as_u64)
+                                .ok_or("rate_limit.per_ms")?;
+                            Some(RateLimit::new(limit as u32, Duration::from_millis(per)))
+                        }
+                        _ => {
+                            return Err(
+                                "rate_limit must be \"100/10s\", {limit, per_ms} or null".into()
+                            );
+                        }
+                    }
+                }
+                "search_per_second" => self.search_per_second = opt_u64(v, k)?.map(|n| n as u32),
+                "daily_limit" => self.daily_limit = opt_u64(v, k)?,
+                "retry_after" => {
+                    self.retry_after = v.as_bool().ok_or("retry_after must be a bool")?
+                }
+                "fault_rate" => self.fault_rate = rate(v, k)?,
+                "drop_rate" => self.drop_rate = rate(v, k)?,
+                "latency_ms" => self.latency = Duration::from_millis(opt_u64(v, k)?.unwrap_or(0)),
+                "search_lag_ms" => {
+                    self.search_lag = Duration::from_millis(opt_u64(v, k)?.unwrap_or(0))
+                }
+                "latency" | "search_lag" => {
+                    let d = match v {
+                        Value::String(s) => {
+                            humantime::parse_duration(s).map_err(|e| format!("{k}: {e}"))?
+                        }
+                        Value::Null => Duration::ZERO,
+                        _ => return Err(format!("{k} must be a duration string like \"2s\"")),
+                    };
+                    if k == "latency" {
+                        self.latency = d
+                    } else {
+                        self.search_lag = d
+                    }
+                }
+                other => return Err(format!("unknown fault knob: {other}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn opt_u64(v: &Value, k: &str) -> Result<Option<u64>, String> {
+    match v {
+        Value::Null => Ok(None),
+        _ => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("{k} must be a non-negative integer or null")),
+    }
+}
+
+fn rate(v: &Value, k: &str) -> Result<f64, String> {
+    v.as_f64()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("{k} must be a number between 0 and 1"))
+}
+
+/// Why a request was refused with 429.
+#[derive(Debug, Clone)]
+pub(crate) struct Limited {
+    pub policy: &'static str,
+    pub message: &'static str,
+    pub retry_after: Duration,
+}
+
+/// Rate-limit header values for a successful non-search request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RateHeaders {
+    pub window: Option<(u32, u32, u64)>,
+    pub daily: Option<(u64, u64)>,
+}
+
+/// Mutable run-time state.
+pub(crate) struct Runtime {
+    pub faults: Faults,
+    pub rng: StdRng,
+    window: VecDeque<Instant>,
+    search_window: VecDeque<Instant>,
+    daily_count: u64,
+    daily_day: i64,
+    /// Issued OAuth access tokens → expiry.
+    pub tokens: HashMap<String, Instant>,
+}
+
+fn utc_day() -> i64 {
+    crate::model::now_ms().div_euclid(86_400_000)
+}
+
+fn until_midnight() -> Duration {
+    let ms = crate::model::now_ms();
+    Duration::from_millis((86_400_000 - ms.rem_euclid(86_400_000)) as u64)
+}
+
+fn slide(w: &mut VecDeque<Instant>, now: Instant, per: Duration) {
+    while let Some(front) = w.front() {
+        if now.duration_since(*front) >= per {
+            w.pop_front();
+        } else {
+            break;
+        }
+    }
+}
+
+impl Runtime {
+    pub fn new(config: &SandboxConfig) -> Self {
+        Runtime {
+            faults: Faults::from_config(config),
+            rng: match config.fault_seed {
+                Some(s) => StdRng::seed_from_u64(s),
+                None => StdRng::from_os_rng(),
+            },
+            window: VecDeque::new(),
+            search_window: VecDeque::new(),
+            daily_count: 0,
+            daily_day: utc_day(),
+            tokens: HashMap::new(),
+        }
+    }
+
+    pub fn roll(&mut self, p: f64) -> bool {
+        p > 0.0 && (p >= 1.0 || self.rng.random::<f64>() < p)
+    }
+
+    /// Counts a request against the limits, or says which limit refused it.
+    pub fn admit(&mut self, search: bool, now: Instant) -> Result<RateHeaders, Limited> {
+        let day = utc_day();
+        if day != self.daily_day {
+            self.daily_day = day;
+            self.daily_count = 0;
+        }
+        if let Some(d) = self.faults.daily_limit
+            && self.daily_count >= d
+        {
+            return Err(Limited {
+                policy: "DAILY",
+                message: "You have reached your daily limit.",
+                retry_after: until_midnight(),
+            });
+        }
+        let mut headers = RateHeaders::default();
+        if search {
+            if let Some(n) = self.faults.search_per_second {
+                let per = Duration::from_secs(1);
+                slide(&mut self.search_window, now, per);
+                if self.search_window.len() >= n as usize {
+                    let front = self.search_window.front().copied().unwrap_or(now);
+                    return Err(Limited {
+                        policy: "SECONDLY",
+                        message: "You have reached your secondly limit.",
+                        retry_after: per.saturating_sub(now.duration_since(front)),
+                    });
+                }
+                self.search_window.push_back(now);
+            }
+        } else if let Some(r) = self.faults.rate_limit {
+            slide(&mut self.window, now, r.per);
+            if self.window.len() >= r.limit as usize {
+                let front = self.window.front().copied().unwrap_or(now);
+                let (policy, message) = if r.per <= Duration::from_secs(1) {
+                    ("SECONDLY", "You have reached your secondly limit.")
+                } else {
+                    (
+                        "TEN_SECONDLY_ROLLING",
+                        "You have reached your ten_secondly_rolling limit.",
+                    )
+                };
+                return Err(Limited {
+                    policy,
+                    message,
+                    retry_after: r.per.saturating_sub(now.duration_since(front)),
+                });
+            }
+            self.window.push_back(now);
+            headers.window = Some((
+                r.limit,
+                r.limit - self.window.len() as u32,
+                r.per.as_millis() as u64,
+            ));
+        }
+        self.daily_count += 1;
+        if let Some(d) = self.faults.daily_limit {
+            headers.daily = Some((d, d - self.daily_count));
+        }
+        Ok(headers)
+    }
+}

@@ -1,0 +1,1028 @@
+//! The HubSpot-compatible HTTP API and the gate in front of it (auth, limits, faults, log).
+
+use crate::error::{ApiError, correlation_id};
+use crate::handle::{RequestLogEntry, Store, now_iso};
+use crate::limits::RateHeaders;
+use crate::model::{ObjectType, default_association_type, fmt_ms, now_ms};
+use crate::net::ConnHandle;
+use crate::store::{Prepared, PropSel};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Builds the full router (HubSpot API + control API) with the gate middleware.
+pub(crate) fn router(store: Store) -> Router {
+    Router::new()
+        .route("/crm/v3/objects/{object_type}", get(list).post(create))
+        .route("/crm/v3/objects/{object_type}/search", post(search))
+        .route("/crm/v3/objects/{object_type}/batch/{op}", post(batch))
+        .route(
+            "/crm/v3/objects/{object_type}/{id}",
+            get(get_one).patch(update).delete(archive_one),
+        )
+        .route(
+            "/crm/v3/objects/{object_type}/{id}/associations/{to_type}",
+            get(assoc_v3),
+        )
+        .route(
+            "/crm/v3/objects/{object_type}/{id}/associations/{to_type}/{to_id}/{assoc_type}",
+            put(assoc_put_v3),
+        )
+        .route(
+            "/crm/v4/objects/{object_type}/{id}/associations/{to_type}",
+            get(assoc_v4),
+        )
+        .route(
+            "/crm/v4/objects/{object_type}/{id}/associations/default/{to_type}/{to_id}",
+            put(assoc_put_v4),
+        )
+        .route(
+            "/crm/v3/properties/{object_type}",
+            get(props_list).post(props_create),
+        )
+        .route("/crm/v3/properties/{object_type}/{name}", get(prop_get))
+        .route("/oauth/v1/token", post(token))
+        .route("/oauth/v3/token", post(token))
+        .merge(crate::control::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(store.clone(), gate))
+        .with_state(store)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "OBJECT_NOT_FOUND",
+        "resource not found",
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Api { search: bool },
+    OAuth,
+    Other,
+}
+
+fn classify(method: &Method, path: &str) -> (String, Class) {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["crm", "v3", "objects", _] => (
+            if method == Method::POST {
+                "create"
+            } else {
+                "list"
+            }
+            .into(),
+            Class::Api { search: false },
+        ),
+        ["crm", "v3", "objects", _, "search"] => ("search".into(), Class::Api { search: true }),
+        ["crm", "v3", "objects", _, "batch", op] => {
+            (format!("batch_{op}"), Class::Api { search: false })
+        }
+        ["crm", "v3", "objects", _, _] => (
+            match *method {
+                Method::PATCH => "update",
+                Method::DELETE => "archive",
+                _ => "get",
+            }
+            .into(),
+            Class::Api { search: false },
+        ),
+        ["crm", _, "objects", ..] => ("associations".into(), Class::Api { search: false }),
+        ["crm", "v3", "properties", ..] => ("properties".into(), Class::Api { search: false }),
+        ["oauth", _, "token"] => ("token".into(), Class::OAuth),
+        ["_sandbox", rest @ ..] => (
+            format!("control_{}", rest.first().copied().unwrap_or("")),
+            Class::Other,
+        ),
+        _ => ("unknown".into(), Class::Other),
+    }
+}
+
+const AUTH_MISSING: &str = "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview";
+
+fn check_auth(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
+    let unauthorized = |cat: &str, msg: String| ApiError::new(StatusCode::UNAUTHORIZED, cat, msg);
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("INVALID_AUTHENTICATION", AUTH_MISSING.into()))?;
+    if let Some(exp) = store.inner.rt.lock().tokens.get(token).copied() {
+        let now = Instant::now();
+        if now >= exp {
+            let ago = now.duration_since(exp).as_secs();
+            return Err(unauthorized(
+                "EXPIRED_AUTHENTICATION",
+                format!("The OAuth token used to make this call expired {ago} second(s) ago."),
+            ));
+        }
+        return Ok(());
+    }
+    let tokens = &store.inner.config.tokens;
+    if tokens.is_empty() || tokens.iter().any(|t| t == token) {
+        Ok(())
+    } else {
+        Err(unauthorized(
+            "INVALID_AUTHENTICATION",
+            "The access token provided is not valid for this account.".into(),
+        ))
+    }
+}
+
+fn header(resp: &mut Response, name: &'static str, v: impl ToString) {
+    if let Ok(hv) = HeaderValue::from_str(&v.to_string()) {
+        resp.headers_mut().insert(name, hv);
+    }
+}
+
+fn add_rate_headers(resp: &mut Response, h: &RateHeaders) {
+    if let Some((max, remaining, interval)) = h.window {
+        header(resp, "X-HubSpot-RateLimit-Max", max);
+        header(resp, "X-HubSpot-RateLimit-Remaining", remaining);
+        header(resp, "X-HubSpot-RateLimit-Interval-Milliseconds", interval);
+    }
+    if let Some((max, remaining)) = h.daily {
+        header(resp, "X-HubSpot-RateLimit-Daily", max);
+        header(resp, "X-HubSpot-RateLimit-Daily-Remaining", remaining);
+    }
+}
+
+/// Auth, limits, faults, latency, drops; then logging and counters.
+async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let time = now_iso();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let (endpoint, class) = classify(&method, &path);
+    let conn = req.extensions().get::<ConnectInfo<ConnHandle>>().cloned();
+
+    let resp = match class {
+        Class::Api { search } => {
+            let (latency, drop, fault) = {
+                let mut rt = store.inner.rt.lock();
+                let (d, f) = (rt.faults.drop_rate, rt.faults.fault_rate);
+                (rt.faults.latency, rt.roll(d), rt.roll(f))
+            };
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            if drop && let Some(ConnectInfo(c)) = &conn {
+                c.kill();
+                store.bump(|s| s.connections_dropped += 1);
+                store.log(RequestLogEntry {
+                    method: method.to_string(),
+                    path,
+                    query,
+                    endpoint,
+                    status: 0,
+                    time,
+                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                });
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            if fault {
+                store.bump(|s| s.faults_injected += 1);
+                let coin: bool = store.inner.rt.lock().roll(0.5);
+                let (status, msg, cat) = if coin {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        "Bad Gateway: the upstream service did not answer in time.",
+                        "BAD_GATEWAY",
+                    )
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable: please retry the request.",
+                        "SERVICE_UNAVAILABLE",
+                    )
+                };
+                ApiError::new(status, cat, msg).into_response()
+            } else if let Err(e) = check_auth(&store, req.headers()) {
+                store.bump(|s| s.unauthorized += 1);
+                e.into_response()
+            } else {
+                let admitted = store.inner.rt.lock().admit(search, Instant::now());
+                match admitted {
+                    Err(limited) => {
+                        store.bump(|s| {
+                            s.rate_limited += 1;
+                            *s.rate_limited_by_policy
+                                .entry(limited.policy.to_string())
+                                .or_default() += 1;
+                        });
+                        let body = json!({
+                            "status": "error",
+                            "message": limited.message,
+                            "errorType": "RATE_LIMIT",
+                            "correlationId": correlation_id(),
+                            "policyName": limited.policy,
+                            "requestId": correlation_id(),
+                        });
+                        let mut resp =
+                            (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                        let faults = store.faults();
+                        if faults.retry_after {
+                            let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                            header(&mut resp, "Retry-After", secs);
+                        }
+                        if !search {
+                            let mut h = RateHeaders::default();
+                            if let Some(r) = faults.rate_limit {
+                                let remaining = if limited.policy == "DAILY" {
+                                    r.limit
+                                } else {
+                                    0
+                                };
+                                h.window = Some((r.limit, remaining, r.per.as_millis() as u64));
+                            }
+                            if let Some(d) = faults.daily_limit {
+                                h.daily = Some((d, if limited.policy == "DAILY" { 0 } else { d }));
+                            }
+                            add_rate_headers(&mut resp, &h);
+                        }
+                        resp
+                    }
+                    Ok(h) => {
+                        store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
+                        let mut resp = next.run(req).await;
+                        if !search {
+                            add_rate_headers(&mut resp, &h);
+                        }
+                        resp
+                    }
+                }
+            }
+        }
+        Class::OAuth | Class::Other => {
+            store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
+            next.run(req).await
+        }
+    };
+    store.log(RequestLogEntry {
+        method: method.to_string(),
+        path,
+        query,
+        endpoint,
+        status: resp.status().as_u16(),
+        time,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    });
+    resp
+}
+
+// ---------- helpers ----------
+
+pub(crate) fn obj_type(s: &str) -> Result<ObjectType, ApiError> {
+    ObjectType::parse(s).ok_or_else(|| {
+        ApiError::validation(format!("Unable to infer object type from: {s}"))
+            .with_context("objectType", vec![s.to_string()])
+    })
+}
+
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::validation(format!(
+            "Invalid input JSON on line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn json_resp(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// Parsed common query parameters.
+struct Q {
+    limit: Option<usize>,
+    after: Option<String>,
+    properties: Option<Vec<String>>,
+    archived: bool,
+    associations: Vec<ObjectType>,
+    id_property: Option<String>,
+}
+
+fn parse_q(q: &[(String, String)]) -> Result<Q, ApiError> {
+    let mut out = Q {
+        limit: None,
+        after: None,
+        properties: None,
+        archived: false,
+        associations: vec![],
+        id_property: None,
+    };
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => {
+                out.limit = Some(v.parse().map_err(|_| {
+                    ApiError::validation(format!("limit must be a positive integer, got {v}"))
+                })?)
+            }
+            "after" => out.after = Some(v.clone()),
+            "properties" => out.properties.get_or_insert_with(Vec::new).extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            ),
+            "archived" => out.archived = v == "true",
+            "associations" => {
+                for a in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    out.associations.push(obj_type(a)?);
+                }
+            }
+            "idProperty" => out.id_property = Some(v.clone()).filter(|s| !s.is_empty()),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn not_found_obj(ty: ObjectType, id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Object not found. No {} with id {id}.",
+        ty.singular()
+    ))
+    .with_context("ids", vec![id.to_string()])
+}
+
+fn visible_at(store: &Store) -> Option<Instant> {
+    let lag = store.inner.rt.lock().faults.search_lag;
+    (!lag.is_zero()).then(|| Instant::now() + lag)
+}
+
+// ---------- single-record endpoints ----------
+
+async fn list(
+    State(s): State<Store>,
+    Path(t): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let q = parse_q(&q)?;
+    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    let start: u64 = match &q.after {
+        Some(a) => a
+            .parse()
+            .map_err(|_| ApiError::validation(format!("Invalid paging cursor: {a}")))?,
+        None => 0,
+    };
+    let data = s.inner.data.read();
+    let ts = data.ts(ty);
+    let set = if q.archived { &ts.archived } else { &ts.live };
+    let mut ids = set.range(start..).copied();
+    let page: Vec<u64> = ids.by_ref().take(limit).collect();
+    let next = ids.next();
+    let sel = match &q.properties {
+        Some(p) => PropSel::Names(p),
+        None => PropSel::Defaults,
+    };
+    let results: Vec<Value> = page
+        .iter()
+        .map(|id| Value::Object(data.render(ty, *id, &sel, &q.associations)))
+        .collect();
+    let mut out = json!({ "results": results });
+    if let Some(n) = next {
+        out["paging"] = json!({"next": {
+            "after": n.to_string(),
+            "link": format!("/crm/v3/objects/{}?after={n}&limit={limit}", ty.as_str()),
+        }});
+    }
+    Ok(json_resp(StatusCode::OK, out))
+}
+
+async fn get_one(
+    State(s): State<Store>,
+    Path((t, id)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let q = parse_q(&q)?;
+    let data = s.inner.data.read();
+    let rid = data
+        .resolve(ty, &id, q.id_property.as_deref(), q.archived)?
+        .ok_or_else(|| not_found_obj(ty, &id))?;
+    let sel = match &q.properties {
+        Some(p) => PropSel::Names(p),
+        None => PropSel::Defaults,
+    };
+    Ok(json_resp(
+        StatusCode::OK,
+        Value::Object(data.render(ty, rid, &sel, &q.associations)),
+    ))
+}
+
+async fn create(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let v = parse_body(&body)?;
+    let empty = Map::new();
+    let props = match v.get("properties") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::validation("properties must be an object")),
+    };
+    let vis = visible_at(&s);
+    let mut data = s.inner.data.write();
+    let (p, _, _) = data.validate_props(ty, props, false)?;
+    data.check_unique(ty, None, &p, &mut HashSet::new())?;
+    let assoc = data.resolve_associations(ty, v.get("associations"))?;
+    let (id, _) = data.apply(
+        ty,
+        Prepared {
+            target: None,
+            props: p,
+            assoc,
+        },
+        now_ms(),
+        vis,
+    );
+    Ok(json_resp(
+        StatusCode::CREATED,
+        Value::Object(data.render(ty, id, &PropSel::All, &[])),
+    ))
+}
+
+async fn update(
+    State(s): State<Store>,
+    Path((t, id)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let q = parse_q(&q)?;
+    let v = parse_body(&body)?;
+    let props = v
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::validation("properties is required"))?;
+    let vis = visible_at(&s);
+    let mut data = s.inner.data.write();
+    let rid = data
+        .resolve(ty, &id, q.id_property.as_deref(), false)?
+        .ok_or_else(|| not_found_obj(ty, &id))?;
+    let (p, _, _) = data.validate_props(ty, props, false)?;
+    data.check_unique(ty, Some(rid), &p, &mut HashSet::new())?;
+    data.apply(
+        ty,
+        Prepared {
+            target: Some(rid),
+            props: p,
+            assoc: vec![],
+        },
+        now_ms(),
+        vis,
+    );
+    Ok(json_resp(
+        StatusCode::OK,
+        Value::Object(data.render(ty, rid, &PropSel::All, &[])),
+    ))
+}
+
+async fn archive_one(State(s): State<Store>, Path((t, id)): Path<(String, String)>) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let mut data = s.inner.data.write();
+    if let Ok(Some(rid)) = data.resolve(ty, &id, None, false) {
+        data.archive(ty, rid, now_ms());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------- batch ----------
+
+/// Batch inputs at most.
+pub const MAX_BATCH: usize = 100;
+
+fn standard_error(e: &ApiError, trace: Option<&str>) -> Value {
+    let mut v = e.body();
+    if let Some(t) = trace {
+        let ctx = v
+            .as_object_mut()
+            .expect("object")
+            .entry("context")
+            .or_insert_with(|| json!({}));
+        ctx["objectWriteTraceId"] = json!([t]);
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("correlationId");
+    }
+    v
+}
+
+fn batch_response(
+    started: String,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+    ok: StatusCode,
+) -> Response {
+    let mut out = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": now_iso(),
+    });
+    if errors.is_empty() {
+        json_resp(ok, out)
+    } else {
+        out["numErrors"] = json!(errors.len());
+        out["errors"] = Value::Array(errors);
+        json_resp(StatusCode::MULTI_STATUS, out)
+    }
+}
+
+async fn batch(
+    State(s): State<Store>,
+    Path((t, op)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+    body: Bytes,
+) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let q = parse_q(&q)?;
+    let v = parse_body(&body)?;
+    let started = now_iso();
+    if !matches!(
+        op.as_str(),
+        "create" | "read" | "update" | "upsert" | "archive"
+    ) {
+        return Err(not_found().await);
+    }
+    let inputs = v
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::validation("inputs is required"))?;
+    if inputs.len() > MAX_BATCH {
+        return Err(ApiError::validation(format!(
+            "Too many inputs: {} (the maximum number of inputs in a batch request is {MAX_BATCH})",
+            inputs.len()
+        ))
+        .with_context("inputs", vec![inputs.len().to_string()]));
+    }
+    match op.as_str() {
+        "read" => batch_read(&s, ty, &v, inputs, q.archived, started),
+        "archive" => {
+            let mut data = s.inner.data.write();
+            let now = now_ms();
+            for i in inputs {
+                if let Some(id) = i.get("id").and_then(crate::props::coerce)
+                    && let Ok(Some(rid)) = data.resolve(ty, &id, None, false)
+                {
+                    data.archive(ty, rid, now);
+                }
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => batch_write(&s, ty, &op, &v, inputs, started),
+    }
+}
+
+fn batch_read(
+    s: &Store,
+    ty: ObjectType,
+    v: &Value,
+    inputs: &[Value],
+    archived: bool,
+    started: String,
+) -> ApiResult {
+    if v.get("propertiesWithHistory")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+        && inputs.len() > 50
+    {
+        return Err(ApiError::validation(
+            "The maximum number of inputs supported in a batch request for property histories is 50",
+        ));
+    }
+    let id_property = v.get("idProperty").and_then(Value::as_str);
+    let props: Option<Vec<String>> = v.get("properties").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    });
+    let sel = match &props {
+        Some(p) if !p.is_empty() => PropSel::Names(p),
+        _ => PropSel::Defaults,
+    };
+    let data = s.inner.data.read();
+    let mut results = vec![];
+    let mut missing = vec![];
+    for i in inputs {
+        let id = i
+            .get("id")
+            .and_then(crate::props::coerce)
+            .ok_or_else(|| ApiError::validation("each input needs an id"))?;
+        match data.resolve(ty, &id, id_property, archived)? {
+            Some(rid) => results.push(Value::Object(data.render(ty, rid, &sel, &[]))),
+            None => missing.push(id),
+        }
+    }
+    let errors = if missing.is_empty() {
+        vec![]
+    } else {
+        vec![standard_error(
+            &ApiError::not_found(format!(
+                "Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.",
+                ty.singular().to_uppercase()
+            ))
+            .with_context("ids", missing),
+            None,
+        )]
+    };
+    Ok(batch_response(started, results, errors, StatusCode::OK))
+}
+
+struct Plan {
+    prepared: Prepared,
+    new: bool,
+}
+
+fn batch_write(
+    s: &Store,
+    ty: ObjectType,
+    op: &str,
+    v: &Value,
+    inputs: &[Value],
+    started: String,
+) -> ApiResult {
+    let multi = inputs.iter().any(|i| i.get("objectWriteTraceId").is_some());
+    let top_id_property = v.get("idProperty").and_then(Value::as_str);
+    let vis = visible_at(s);
+    let mut data = s.inner.data.write();
+    let empty = Map::new();
+
+    // duplicate ids fail the whole batch (update/upsert)
+    if op != "create" {
+        let mut seen = HashSet::new();
+        let mut dups = vec![];
+        for i in inputs {
+            if let Some(id) = i.get("id").and_then(crate::props::coerce) {
+                let idp = i
+                    .get("idProperty")
+                    .and_then(Value::as_str)
+                    .or(top_id_property)
+                    .unwrap_or("hs_object_id");
+                let key = if idp == "email" {
+                    id.to_ascii_lowercase()
+                } else {
+                    id.clone()
+                };
+                if !seen.insert(key) {
+                    dups.push(id);
+                }
+            }
+        }
+        if !dups.is_empty() {
+            return Err(ApiError::validation(format!(
+                "Duplicate IDs found in batch input: {dups:?}. IDs must be unique"
+            ))
+            .with_context("ids", dups));
+        }
+    }
+
+    let mut claimed = HashSet::new();
+    let mut plans: Vec<(Option<String>, Result<Plan, ApiError>)> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let trace = input
+            .get("objectWriteTraceId")
+            .and_then(crate::props::coerce);
+        let props = match input.get("properties") {
+            None | Some(Value::Null) => Ok(&empty),
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(ApiError::validation("properties must be an object")),
+        };
+        let plan = props.and_then(|props| {
+            let (mut p, _, _) = data.validate_props(ty, props, false)?;
+            match op {
+                "create" => {
+                    data.check_unique(ty, None, &p, &mut claimed)?;
+                    let assoc = data.resolve_associations(ty, input.get("associations"))?;
+                    Ok(Plan {
+                        prepared: Prepared {
+                            target: None,
+                            props: p,
+                            assoc,
+                        },
+                        new: true,
+                    })
+                }
+                "update" => {
+                    let id = input
+                        .get("id")
+                        .and_then(crate::props::coerce)
+                        .ok_or_else(|| ApiError::validation("each input needs an id"))?;
+                    let idp = input
+                        .get("idProperty")
+                        .and_then(Value::as_str)
+                        .or(top_id_property);
+                    let rid = data
+                        .resolve(ty, &id, idp, false)?
+                        .ok_or_else(|| not_found_obj(ty, &id))?;
+                    data.check_unique(ty, Some(rid), &p, &mut claimed)?;
+                    Ok(Plan {
+                        prepared: Prepared {
+                            target: Some(rid),
+                            props: p,
+                            assoc: vec![],
+                        },
+                        new: false,
+                    })
+                }
+                _ => {
+                    // upsert
+                    let id = input
+                        .get("id")
+                        .and_then(crate::props::coerce)
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| ApiError::validation("each upsert input needs an id"))?;
+                    let idp = input
+                        .get("idProperty")
+                        .and_then(Value::as_str)
+                        .or(top_id_property)
+                        .unwrap_or("hs_object_id");
+                    match data.resolve(ty, &id, Some(idp), false)? {
+                        Some(rid) => {
+                            data.check_unique(ty, Some(rid), &p, &mut claimed)?;
+                            Ok(Plan {
+                                prepared: Prepared {
+                                    target: Some(rid),
+                                    props: p,
+                                    assoc: vec![],
+                                },
+                                new: false,
+                            })
+                        }
+                        None if idp == "hs_object_id" => Err(not_found_obj(ty, &id)),
+                        None => {
+                            let value = if idp == "email" {
+                                id.trim().to_ascii_lowercase()
+                            } else {
+                                id.clone()
+                            };
+                            p.retain(|(k, _)| k != idp);
+                            p.push((idp.to_string(), value));
+                            data.check_unique(ty, None, &p, &mut claimed)?;
+                            Ok(Plan {
+                                prepared: Prepared {
+                                    target: None,
+                                    props: p,
+                                    assoc: vec![],
+                                },
+                                new: true,
+                            })
+                        }
+                    }
+                }
+            }
+        });
+        plans.push((trace, plan));
+    }
+    if !multi && let Some((_, Err(e))) = plans.iter().find(|(_, p)| p.is_err()) {
+        return Err(e.clone());
+    }
+    let now = now_ms();
+    let mut results = Vec::with_capacity(plans.len());
+    let mut errors = vec![];
+    for (trace, plan) in plans {
+        match plan {
+            Ok(plan) => {
+                let (id, _) = data.apply(ty, plan.prepared, now, vis);
+                let mut r = data.render(ty, id, &PropSel::All, &[]);
+                if op == "upsert" {
+                    r.insert("new".into(), json!(plan.new));
+                }
+                if let Some(t) = trace {
+                    r.insert("objectWriteTraceId".into(), json!(t));
+                }
+                results.push(Value::Object(r));
+            }
+            Err(e) => errors.push(standard_error(&e, trace.as_deref())),
+        }
+    }
+    let ok = if op == "create" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(batch_response(started, results, errors, ok))
+}
+
+// ---------- search ----------
+
+async fn search(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let v = parse_body(&body)?;
+    let data = s.inner.data.read();
+    let out = crate::search::search(&data, ty, &v, Instant::now())?;
+    Ok(json_resp(StatusCode::OK, out))
+}
+
+// ---------- associations ----------
+
+async fn assoc_v3(
+    State(s): State<Store>,
+    Path((t, id, to)): Path<(String, String, String)>,
+) -> ApiResult {
+    let (ty, to) = (obj_type(&t)?, obj_type(&to)?);
+    let data = s.inner.data.read();
+    let rid = data
+        .resolve(ty, &id, None, false)?
+        .ok_or_else(|| not_found_obj(ty, &id))?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({ "results": data.association_results(ty, rid, to) }),
+    ))
+}
+
+async fn assoc_v4(
+    State(s): State<Store>,
+    Path((t, id, to)): Path<(String, String, String)>,
+) -> ApiResult {
+    let (ty, to) = (obj_type(&t)?, obj_type(&to)?);
+    let data = s.inner.data.read();
+    let rid = data
+        .resolve(ty, &id, None, false)?
+        .ok_or_else(|| not_found_obj(ty, &id))?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({ "results": data.association_results_v4(ty, rid, to) }),
+    ))
+}
+
+fn associate_ids(
+    s: &Store,
+    t: &str,
+    id: &str,
+    to: &str,
+    to_id: &str,
+) -> Result<(ObjectType, u64, ObjectType, u64), ApiError> {
+    let (ty, to) = (obj_type(t)?, obj_type(to)?);
+    let mut data = s.inner.data.write();
+    let a = data
+        .resolve(ty, id, None, false)?
+        .ok_or_else(|| not_found_obj(ty, id))?;
+    let b = data
+        .resolve(to, to_id, None, false)?
+        .ok_or_else(|| not_found_obj(to, to_id))?;
+    data.associate(ty, a, to, b);
+    Ok((ty, a, to, b))
+}
+
+async fn assoc_put_v3(
+    State(s): State<Store>,
+    Path((t, id, to, to_id, _kind)): Path<(String, String, String, String, String)>,
+) -> ApiResult {
+    let (ty, a, to, _) = associate_ids(&s, &t, &id, &to, &to_id)?;
+    let data = s.inner.data.read();
+    Ok(json_resp(
+        StatusCode::OK,
+        Value::Object(data.render(ty, a, &PropSel::Defaults, &[to])),
+    ))
+}
+
+async fn assoc_put_v4(
+    State(s): State<Store>,
+    Path((t, id, to, to_id)): Path<(String, String, String, String)>,
+) -> ApiResult {
+    let (ty, a, to, b) = associate_ids(&s, &t, &id, &to, &to_id)?;
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({
+            "status": "COMPLETE",
+            "results": [{
+                "from": {"id": a.to_string()},
+                "to": {"id": b.to_string()},
+                "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": default_association_type(ty, to)},
+            }],
+            "startedAt": now_iso(),
+            "completedAt": now_iso(),
+        }),
+    ))
+}
+
+// ---------- properties ----------
+
+async fn props_list(State(s): State<Store>, Path(t): Path<String>) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let data = s.inner.data.read();
+    Ok(json_resp(
+        StatusCode::OK,
+        json!({ "results": data.ts(ty).props }),
+    ))
+}
+
+async fn prop_get(State(s): State<Store>, Path((t, name)): Path<(String, String)>) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let data = s.inner.data.read();
+    let p = data.ts(ty).prop(&name).ok_or_else(|| {
+        ApiError::not_found(format!("Unable to find property {name} on {ty}"))
+            .with_context("propertyName", vec![name.clone()])
+    })?;
+    Ok(json_resp(StatusCode::OK, json!(p)))
+}
+
+async fn props_create(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let v = parse_body(&body)?;
+    let def = crate::props::property_from_create(&v).map_err(ApiError::validation)?;
+    let mut data = s.inner.data.write();
+    if data.ts(ty).prop(&def.name).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "OBJECT_ALREADY_EXISTS",
+            format!("A property named '{}' already exists.", def.name),
+        ));
+    }
+    data.ts_mut(ty).add_property(def.clone());
+    Ok(json_resp(StatusCode::CREATED, json!(def)))
+}
+
+// ---------- OAuth ----------
+
+fn oauth_error(status: &str, message: &str) -> Response {
+    json_resp(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "status": status,
+            "message": message,
+            "correlationId": correlation_id(),
+            "requestId": correlation_id(),
+        }),
+    )
+}
+
+async fn token(
+    State(s): State<Store>,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return oauth_error(
+            "BAD_REQUEST",
+            "The token request must be application/x-www-form-urlencoded",
+        );
+    };
+    let cfg = &s.inner.config.oauth;
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    if get("client_id") != cfg.client_id {
+        return oauth_error("BAD_CLIENT_ID", "missing or unknown client id");
+    }
+    if get("client_secret") != cfg.client_secret {
+        return oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret");
+    }
+    match get("grant_type") {
+        "refresh_token" => {
+            if get("refresh_token") != cfg.refresh_token {
+                return oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token");
+            }
+        }
+        "authorization_code" => {
+            if get("code").is_empty() {
+                return oauth_error("BAD_AUTH_CODE", "missing or unknown auth code");
+            }
+        }
+        other => {
+            return oauth_error(
+                "BAD_GRANT_TYPE",
+                &format!("unsupported grant_type: {other:?}"),
+            );
+        }
+    }
+    let lifetime = cfg.access_token_lifetime;
+    let token = format!("sbx-{}", correlation_id().replace('-', ""));
+    s.inner
+        .rt
+        .lock()
+        .tokens
+        .insert(token.clone(), Instant::now() + lifetime);
+    s.bump(|st| st.token_refreshes += 1);
+    json_resp(
+        StatusCode::OK,
+        json!({
+            "access_token": token,
+            "refresh_token": cfg.refresh_token,
+            "expires_in": lifetime.as_secs(),
+            "token_type": "bearer",
+            "token_use": "access_token",
+            "hub_id": 1234567,
+            "expires_at": fmt_ms(now_ms() + lifetime.as_millis() as i64),
+        }),
+    )
+}

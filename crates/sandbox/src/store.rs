@@ -1,0 +1,662 @@
+//! The in-memory CRM: records, indexes, property definitions and write semantics.
+
+use crate::error::ApiError;
+use crate::model::{ObjectType, default_association_type, fmt_ms, parse_ts};
+use crate::props::{InvalidValue, PropertyDef, coerce, default_properties, normalise};
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Instant;
+
+/// One stored record.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub props: HashMap<String, String>,
+    pub created: i64,
+    pub updated: i64,
+    pub archived_at: Option<i64>,
+    /// `Some(t)`: invisible to search until `t` (search index lag).
+    pub searchable_at: Option<Instant>,
+    pub assoc: BTreeMap<ObjectType, BTreeSet<u64>>,
+}
+
+/// Records and indexes of one object type.
+#[derive(Debug)]
+pub(crate) struct TypeStore {
+    pub ty: ObjectType,
+    pub props: Vec<PropertyDef>,
+    pub prop_idx: HashMap<String, usize>,
+    pub records: HashMap<u64, Record>,
+    pub live: BTreeSet<u64>,
+    pub archived: BTreeSet<u64>,
+    pub by_created: BTreeSet<(i64, u64)>,
+    pub by_modified: BTreeSet<(i64, u64)>,
+    /// property → normalised value → record id (live records only).
+    pub unique: HashMap<String, HashMap<String, u64>>,
+    /// The latest `searchable_at` handed out: after it, nothing is lagging.
+    pub lag_until: Option<Instant>,
+}
+
+impl TypeStore {
+    fn new(ty: ObjectType) -> Self {
+        let mut t = TypeStore {
+            ty,
+            props: vec![],
+            prop_idx: HashMap::new(),
+            records: HashMap::new(),
+            live: BTreeSet::new(),
+            archived: BTreeSet::new(),
+            by_created: BTreeSet::new(),
+            by_modified: BTreeSet::new(),
+            unique: HashMap::new(),
+            lag_until: None,
+        };
+        for p in default_properties(ty) {
+            t.add_property(p);
+        }
+        t
+    }
+
+    pub fn add_property(&mut self, p: PropertyDef) {
+        if self.is_unique_def(&p) {
+            self.unique.entry(p.name.clone()).or_default();
+        }
+        self.prop_idx.insert(p.name.clone(), self.props.len());
+        self.props.push(p);
+    }
+
+    fn is_unique_def(&self, p: &PropertyDef) -> bool {
+        p.has_unique_value || (self.ty == ObjectType::Contacts && p.name == "email")
+    }
+
+    pub fn prop(&self, name: &str) -> Option<&PropertyDef> {
+        self.prop_idx.get(name).map(|i| &self.props[*i])
+    }
+
+    /// Whether `name` can serve as `idProperty`.
+    pub fn is_unique(&self, name: &str) -> bool {
+        self.unique.contains_key(name)
+    }
+
+    /// The normalised key of a unique value (emails compare case-insensitively).
+    pub fn unique_key(&self, name: &str, value: &str) -> String {
+        if name == "email" {
+            value.trim().to_ascii_lowercase()
+        } else {
+            value.to_string()
+        }
+    }
+
+    /// Whether `name` is one of the system timestamp/id properties computed from the record.
+    pub fn system_value<'a>(&self, id: u64, rec: &'a Record, name: &str) -> Option<Cow<'a, str>> {
+        match name {
+            "hs_object_id" => Some(Cow::Owned(id.to_string())),
+            "createdate" => Some(Cow::Owned(fmt_ms(rec.created))),
+            "hs_lastmodifieddate" => Some(Cow::Owned(fmt_ms(rec.updated))),
+            "lastmodifieddate" if self.ty == ObjectType::Contacts => {
+                Some(Cow::Owned(fmt_ms(rec.updated)))
+            }
+            _ => rec.props.get(name).map(|s| Cow::Borrowed(s.as_str())),
+        }
+    }
+
+    pub(crate) fn insert_indexes(&mut self, id: u64) {
+        let rec = &self.records[&id];
+        self.by_created.insert((rec.created, id));
+        self.by_modified.insert((rec.updated, id));
+        self.live.insert(id);
+        let mut keys = vec![];
+        for name in self.unique.keys() {
+            if let Some(v) = rec.props.get(name)
+                && !v.is_empty()
+            {
+                keys.push((name.clone(), self.unique_key(name, v)));
+            }
+        }
+        for (name, key) in keys {
+            self.unique.entry(name).or_default().insert(key, id);
+        }
+    }
+
+    fn remove_indexes(&mut self, id: u64) {
+        let Some(rec) = self.records.get(&id) else {
+            return;
+        };
+        self.by_created.remove(&(rec.created, id));
+        self.by_modified.remove(&(rec.updated, id));
+        self.live.remove(&id);
+        let mut keys = vec![];
+        for name in self.unique.keys() {
+            if let Some(v) = rec.props.get(name)
+                && !v.is_empty()
+            {
+                keys.push((name.clone(), self.unique_key(name, v)));
+            }
+        }
+        for (name, key) in keys {
+            if let Some(m) = self.unique.get_mut(&name)
+                && m.get(&key) == Some(&id)
+            {
+                m.remove(&key);
+            }
+        }
+    }
+
+    /// Looks up a live record by unique property value.
+    pub fn find_unique(&self, name: &str, value: &str) -> Option<u64> {
+        self.unique
+            .get(name)?
+            .get(&self.unique_key(name, value))
+            .copied()
+    }
+}
+
+/// What a validated write will do.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    /// `None`: create; `Some(id)`: update.
+    pub target: Option<u64>,
+    pub props: Vec<(String, String)>,
+    pub assoc: Vec<(ObjectType, u64)>,
+}
+
+/// Which properties a rendered record carries.
+pub(crate) enum PropSel<'a> {
+    /// The type's defaults plus system properties.
+    Defaults,
+    /// Every stored property plus system properties.
+    All,
+    /// Exactly these (unset ones as `null`; undefined ones skipped).
+    Names(&'a [String]),
+}
+
+/// The whole CRM.
+#[derive(Debug)]
+pub(crate) struct Data {
+    pub types: Vec<TypeStore>,
+    pub next_id: u64,
+}
+
+/// First record id handed out.
+const FIRST_ID: u64 = 1001;
+
+impl Data {
+    pub fn new() -> Self {
+        Data {
+            types: ObjectType::ALL.iter().map(|t| TypeStore::new(*t)).collect(),
+            next_id: FIRST_ID,
+        }
+    }
+
+    pub fn ts(&self, ty: ObjectType) -> &TypeStore {
+        &self.types[ty as usize]
+    }
+
+    pub fn ts_mut(&mut self, ty: ObjectType) -> &mut TypeStore {
+        &mut self.types[ty as usize]
+    }
+
+    pub fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Validates a property map. `system_ok` lets seeding set read-only timestamps (returned
+    /// separately as `(created, updated)` overrides).
+    pub fn validate_props(
+        &self,
+        ty: ObjectType,
+        input: &Map<String, Value>,
+        system_ok: bool,
+    ) -> Result<(Vec<(String, String)>, Option<i64>, Option<i64>), ApiError> {
+        let ts = self.ts(ty);
+        let mut out = Vec::with_capacity(input.len());
+        let mut bad: Vec<InvalidValue> = vec![];
+        let (mut created, mut updated) = (None, None);
+        for (name, v) in input {
+            let Some(def) = ts.prop(name) else {
+                bad.push(InvalidValue {
+                    name: name.clone(),
+                    code: "PROPERTY_DOESNT_EXIST",
+                    message: format!("Property \"{name}\" does not exist"),
+                });
+                continue;
+            };
+            let Some(raw) = coerce(v) else {
+                bad.push(InvalidValue {
+                    name: name.clone(),
+                    code: "INVALID_VALUE",
+                    message: format!("Property \"{name}\" must be a string, number or boolean"),
+                });
+                continue;
+            };
+            if def.read_only() {
+                if system_ok && (name == "createdate" || name == ty.modified_property()) {
+                    let ms = parse_ts(&raw);
+                    if name == "createdate" {
+                        created = ms;
+                    } else {
+                        updated = ms;
+                    }
+                    continue;
+                }
+                bad.push(InvalidValue {
+                    name: name.clone(),
+                    code: "READ_ONLY_VALUE",
+                    message: format!("{name} is a read only property; its value cannot be set."),
+                });
+                continue;
+            }
+            match normalise(def, &raw) {
+                Ok(mut v) => {
+                    if name == "email" && ty == ObjectType::Contacts {
+                        v = v.trim().to_ascii_lowercase();
+                    }
+                    out.push((name.clone(), v))
+                }
+                Err(e) => bad.push(e),
+            }
+        }
+        if !bad.is_empty() {
+            return Err(invalid_values(&bad));
+        }
+        // line items must reference existing products
+        if ty == ObjectType::LineItems
+            && let Some((_, pid)) = out
+                .iter()
+                .find(|(n, v)| n == "hs_product_id" && !v.is_empty())
+        {
+            let ok = pid
+                .parse::<u64>()
+                .ok()
+                .is_some_and(|id| self.ts(ObjectType::Products).live.contains(&id));
+            if !ok {
+                return Err(invalid_values(&[InvalidValue {
+                    name: "hs_product_id".into(),
+                    code: "INVALID_OBJECT_ID",
+                    message: format!("Product with ID {pid} does not exist"),
+                }]));
+            }
+        }
+        Ok((out, created, updated))
+    }
+
+    /// Checks unique values against stored records and values already claimed in this batch.
+    pub fn check_unique(
+        &self,
+        ty: ObjectType,
+        target: Option<u64>,
+        props: &[(String, String)],
+        claimed: &mut HashSet<(String, String)>,
+    ) -> Result<(), ApiError> {
+        let ts = self.ts(ty);
+        for (name, v) in props {
+            if v.is_empty() || !ts.is_unique(name) {
+                continue;
+            }
+            let key = ts.unique_key(name, v);
+            if let Some(existing) = ts.unique[name].get(&key)
+                && Some(*existing) != target
+            {
+                return Err(conflict(ty, name, v, *existing));
+            }
+            if !claimed.insert((name.clone(), key)) {
+                return Err(ApiError::validation(format!(
+                    "Duplicate value \"{v}\" for unique property {name} in batch input"
+                ))
+                .with_context("propertyName", vec![name.clone()]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves v3/v4 `associations` inputs on create:
+    /// `[{"to":{"id":"1"},"types":[{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":20}]}]`.
+    /// `types[].toObjectType` (non-standard) may name the target type instead of a type id.
+    pub fn resolve_associations(
+        &self,
+        ty: ObjectType,
+        assoc: Option<&Value>,
+    ) -> Result<Vec<(ObjectType, u64)>, ApiError> {
+        let Some(list) = assoc else {
+            return Ok(vec![]);
+        };
+        let Some(list) = list.as_array() else {
+            return Err(ApiError::validation("associations must be an array"));
+        };
+        let mut out = vec![];
+        for a in list {
+            let to_id = a
+                .pointer("/to/id")
+                .and_then(|v| coerce(v))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::validation("association is missing to.id"))?;
+            let types = a.get("types").and_then(Value::as_array);
+            let mut to_ty = None;
+            for t in types.into_iter().flatten() {
+                if let Some(tid) = t.get("associationTypeId").and_then(Value::as_u64) {
+                    match crate::model::ASSOCIATION_TYPES
+                        .iter()
+                        .find(|(id, _, _)| u64::from(*id) == tid)
+                    {
+                        Some((_, from, to)) if *from == ty => to_ty = Some(*to),
+                        Some((_, from, to)) => {
+                            return Err(ApiError::validation(format!(
+                                "association type {tid} goes from {from} to {to}, not from {ty}"
+                            )));
+                        }
+                        None => {
+                            return Err(ApiError::validation(format!(
+                                "unknown association type id {tid}"
+                            )));
+                        }
+                    }
+                } else if let Some(t) = t
+                    .get("toObjectType")
+                    .and_then(Value::as_str)
+                    .and_then(ObjectType::parse)
+                {
+                    to_ty = Some(t);
+                }
+            }
+            let to_ty = to_ty.ok_or_else(|| {
+                ApiError::validation("association needs types[].associationTypeId")
+            })?;
+            if !self.ts(to_ty).live.contains(&to_id) {
+                return Err(ApiError::validation(format!(
+                    "Could not find {} with id {to_id} to associate",
+                    to_ty.singular()
+                ))
+                .with_context("ids", vec![to_id.to_string()]));
+            }
+            out.push((to_ty, to_id));
+        }
+        Ok(out)
+    }
+
+    /// Applies a prepared write; returns the record id and whether anything changed.
+    pub fn apply(
+        &mut self,
+        ty: ObjectType,
+        p: Prepared,
+        now: i64,
+        visible_at: Option<Instant>,
+    ) -> (u64, bool) {
+        let (id, changed) = match p.target {
+            None => {
+                let id = self.alloc_id();
+                let props: HashMap<String, String> =
+                    p.props.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+                let ts = self.ts_mut(ty);
+                ts.records.insert(
+                    id,
+                    Record {
+                        props,
+                        created: now,
+                        updated: now,
+                        archived_at: None,
+                        searchable_at: visible_at,
+                        assoc: BTreeMap::new(),
+                    },
+                );
+                if let Some(t) = visible_at {
+                    ts.lag_until = Some(ts.lag_until.map_or(t, |u| u.max(t)));
+                }
+                ts.insert_indexes(id);
+                (id, true)
+            }
+            Some(id) => {
+                let ts = self.ts_mut(ty);
+                let changed = {
+                    let rec = &ts.records[&id];
+                    p.props.iter().any(|(k, v)| {
+                        rec.props.get(k).map(String::as_str).unwrap_or("") != v.as_str()
+                    })
+                };
+                if changed {
+                    ts.remove_indexes(id);
+                    let rec = ts.records.get_mut(&id).expect("record exists");
+                    for (k, v) in p.props {
+                        if v.is_empty() {
+                            rec.props.remove(&k);
+                        } else {
+                            rec.props.insert(k, v);
+                        }
+                    }
+                    rec.updated = now.max(rec.updated);
+                    if let Some(t) = visible_at {
+                        rec.searchable_at = Some(t);
+                        ts.lag_until = Some(ts.lag_until.map_or(t, |u| u.max(t)));
+                    }
+                    ts.insert_indexes(id);
+                }
+                (id, changed)
+            }
+        };
+        for (to_ty, to_id) in p.assoc {
+            self.associate(ty, id, to_ty, to_id);
+        }
+        (id, changed)
+    }
+
+    /// Associates two records (both directions).
+    pub fn associate(&mut self, ty: ObjectType, id: u64, to_ty: ObjectType, to_id: u64) {
+        if let Some(r) = self.ts_mut(ty).records.get_mut(&id) {
+            r.assoc.entry(to_ty).or_default().insert(to_id);
+        }
+        if let Some(r) = self.ts_mut(to_ty).records.get_mut(&to_id) {
+            r.assoc.entry(ty).or_default().insert(id);
+        }
+    }
+
+    /// Archives a record (no-op if missing or already archived).
+    pub fn archive(&mut self, ty: ObjectType, id: u64, now: i64) -> bool {
+        let ts = self.ts_mut(ty);
+        if !ts.live.contains(&id) {
+            return false;
+        }
+        ts.remove_indexes(id);
+        ts.archived.insert(id);
+        if let Some(r) = ts.records.get_mut(&id) {
+            r.archived_at = Some(now);
+        }
+        true
+    }
+
+    /// Resolves `id` (or a unique `idProperty` value) to a record id.
+    pub fn resolve(
+        &self,
+        ty: ObjectType,
+        id: &str,
+        id_property: Option<&str>,
+        archived: bool,
+    ) -> Result<Option<u64>, ApiError> {
+        let ts = self.ts(ty);
+        match id_property {
+            None | Some("") | Some("hs_object_id") => {
+                let Ok(n) = id.trim().parse::<u64>() else {
+                    return Ok(None);
+                };
+                let set = if archived { &ts.archived } else { &ts.live };
+                Ok(set.contains(&n).then_some(n))
+            }
+            Some(p) => {
+                if !ts.is_unique(p) {
+                    return Err(ApiError::validation(format!(
+                        "{p} is not a unique property of {ty}; idProperty must name a property with hasUniqueValue"
+                    ))
+                    .with_context("idProperty", vec![p.to_string()]));
+                }
+                if archived {
+                    let key = ts.unique_key(p, id);
+                    return Ok(ts.archived.iter().copied().find(|aid| {
+                        ts.records[aid]
+                            .props
+                            .get(p)
+                            .is_some_and(|v| ts.unique_key(p, v) == key)
+                    }));
+                }
+                Ok(ts.find_unique(p, id))
+            }
+        }
+    }
+
+    /// Renders a record as HubSpot's `SimplePublicObject`.
+    pub fn render(
+        &self,
+        ty: ObjectType,
+        id: u64,
+        sel: &PropSel<'_>,
+        assoc: &[ObjectType],
+    ) -> Map<String, Value> {
+        let ts = self.ts(ty);
+        let rec = &ts.records[&id];
+        let mut props = Map::new();
+        let system: &[&str] = match ty {
+            ObjectType::Contacts => &[
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "lastmodifieddate",
+            ],
+            _ => &["createdate", "hs_lastmodifieddate", "hs_object_id"],
+        };
+        let mut put = |name: &str| {
+            let v = ts
+                .system_value(id, rec, name)
+                .map(|c| Value::String(c.into_owned()))
+                .unwrap_or(Value::Null);
+            props.insert(name.to_string(), v);
+        };
+        match sel {
+            PropSel::Defaults => {
+                for n in ty.default_properties() {
+                    put(n);
+                }
+                for n in system {
+                    put(n);
+                }
+            }
+            PropSel::All => {
+                let mut names: Vec<&String> = rec.props.keys().collect();
+                names.sort();
+                for n in names {
+                    put(n);
+                }
+                for n in system {
+                    put(n);
+                }
+            }
+            PropSel::Names(names) => {
+                for n in names.iter() {
+                    if ts.prop(n).is_some() {
+                        put(n);
+                    }
+                }
+                // HubSpot always includes these three.
+                for n in ["createdate", ty.modified_property(), "hs_object_id"] {
+                    put(n);
+                }
+            }
+        }
+        let mut m = Map::new();
+        m.insert("id".into(), json!(id.to_string()));
+        m.insert("properties".into(), Value::Object(props));
+        m.insert("createdAt".into(), json!(fmt_ms(rec.created)));
+        m.insert("updatedAt".into(), json!(fmt_ms(rec.updated)));
+        m.insert("archived".into(), json!(rec.archived_at.is_some()));
+        if let Some(a) = rec.archived_at {
+            m.insert("archivedAt".into(), json!(fmt_ms(a)));
+        }
+        if !assoc.is_empty() {
+            let mut am = Map::new();
+            for to in assoc {
+                let results = self.association_results(ty, id, *to);
+                if !results.is_empty() {
+                    am.insert(to.as_str().into(), json!({ "results": results }));
+                }
+            }
+            if !am.is_empty() {
+                m.insert("associations".into(), Value::Object(am));
+            }
+        }
+        m
+    }
+
+    /// v3 association results `[{"id":"…","type":"deal_to_line_item"}]` (live targets only).
+    pub fn association_results(&self, ty: ObjectType, id: u64, to: ObjectType) -> Vec<Value> {
+        let Some(rec) = self.ts(ty).records.get(&id) else {
+            return vec![];
+        };
+        let label = format!("{}_to_{}", ty.singular(), to.singular());
+        rec.assoc
+            .get(&to)
+            .into_iter()
+            .flatten()
+            .filter(|t| self.ts(to).live.contains(t))
+            .map(|t| json!({"id": t.to_string(), "type": label}))
+            .collect()
+    }
+
+    /// v4 association results `[{"toObjectId":1,"associationTypes":[…]}]`.
+    pub fn association_results_v4(&self, ty: ObjectType, id: u64, to: ObjectType) -> Vec<Value> {
+        let Some(rec) = self.ts(ty).records.get(&id) else {
+            return vec![];
+        };
+        let type_id = default_association_type(ty, to);
+        rec.assoc
+            .get(&to)
+            .into_iter()
+            .flatten()
+            .filter(|t| self.ts(to).live.contains(t))
+            .map(|t| {
+                json!({
+                    "toObjectId": t,
+                    "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": null}]
+                })
+            })
+            .collect()
+    }
+}
+
+/// HubSpot's "Property values were not valid" error.
+pub(crate) fn invalid_values(bad: &[InvalidValue]) -> ApiError {
+    let details: Vec<Value> = bad.iter().map(InvalidValue::detail).collect();
+    let message = format!(
+        "Property values were not valid: {}",
+        serde_json::to_string(&details).unwrap_or_default()
+    );
+    let errors = bad
+        .iter()
+        .map(|b| {
+            json!({
+                "message": b.message,
+                "code": b.code,
+                "in": b.name,
+                "context": {"propertyName": [b.name]},
+            })
+        })
+        .collect();
+    ApiError::validation(message)
+        .with_context("propertyName", bad.iter().map(|b| b.name.clone()).collect())
+        .with_errors(errors)
+}
+
+/// The 409 for a duplicate unique value.
+pub(crate) fn conflict(ty: ObjectType, name: &str, value: &str, existing: u64) -> ApiError {
+    if ty == ObjectType::Contacts && name == "email" {
+        ApiError::conflict(format!("Contact already exists. Existing ID: {existing}"))
+    } else {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            format!(
+                "A {} with {name} \"{value}\" already exists. Existing ID: {existing}",
+                ty.singular()
+            ),
+        )
+        .with_context("propertyName", vec![name.to_string()])
+    }
+}
