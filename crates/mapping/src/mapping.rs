@@ -418,3 +418,372 @@ impl Mapping {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn ctx() -> Context {
+        Context {
+            flow: "companies-from-erp".into(),
+            run_id: "run-7".into(),
+            run_started_at: chrono::Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap(),
+            now: chrono::Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 5).unwrap(),
+        }
+    }
+
+    fn fields(spec: Value) -> IndexMap<String, FieldSpec> {
+        serde_json::from_value(spec).unwrap()
+    }
+
+    fn mapping(spec: Value) -> Mapping {
+        Mapping::compile(&fields(spec)).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn compile_err(spec: Value) -> Vec<CompileError> {
+        Mapping::compile(&fields(spec)).unwrap_err()
+    }
+
+    fn wire(m: &Mapping, record: Value) -> Result<IndexMap<String, Value>, Vec<String>> {
+        m.apply(&record, &ctx(), OutputMode::Wire)
+            .map_err(|es| es.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn mapping_is_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Mapping>();
+    }
+
+    #[test]
+    fn design_example() {
+        let m = mapping(json!({
+            "name": "{{record.company_name}}",
+            "domain": "{{lowercase record.website}}",
+            "numberofemployees": { "path": "$.employees", "type": "number" },
+            "company_category": {
+                "path": "$.segment", "type": "enumeration",
+                "map": { "SMB": "small_business", "ENT": "enterprise" }
+            }
+        }));
+        assert_eq!(
+            m.fields().collect::<Vec<_>>(),
+            ["name", "domain", "numberofemployees", "company_category"]
+        );
+        assert!(m.is_mapped("domain") && !m.is_mapped("phone"));
+        assert_eq!(m.field_type("numberofemployees"), Some(FieldType::Number));
+        let out = wire(&m, json!({
+            "company_name": "A&B Ltd", "website": "WWW.AB.COM", "employees": 12, "segment": "SMB"
+        }))
+        .unwrap();
+        assert_eq!(
+            Value::Object(out.into_iter().collect()),
+            json!({
+                "name": "A&B Ltd", "domain": "www.ab.com", "numberofemployees": "12",
+                "company_category": "small_business"
+            })
+        );
+        let errs = wire(
+            &m,
+            json!({
+                "company_name": "X", "website": "x", "employees": "abc", "segment": "MID"
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "field numberofemployees: \"abc\" is not a number (from $.employees)",
+                "field company_category: \"MID\" is not an allowed value (allowed: small_business, enterprise) (from $.segment)",
+            ]
+        );
+    }
+
+    #[test]
+    fn strict_mode_missing_variable() {
+        let m = mapping(json!({ "full": "{{record.first}} {{record.last}}" }));
+        let errs = wire(&m, json!({ "first": "Ada" })).unwrap_err();
+        assert_eq!(
+            errs,
+            ["field full: missing variable record.last (from {{record.first}} {{record.last}})"]
+        );
+        // Even when not required: a template's missing variable is an error.
+        let m = mapping(json!({ "x": { "template": "{{lowercase record.zz}}" } }));
+        assert_eq!(
+            wire(&m, json!({})).unwrap_err(),
+            ["field x: missing variable record.zz (from {{lowercase record.zz}})"]
+        );
+    }
+
+    #[test]
+    fn default_applies_to_missing_variables() {
+        let m = mapping(json!({
+            "a": { "template": "{{record.first}} {{record.last}}", "default": "unknown" },
+            "b": { "template": "{{record.x.y}}", "default": 5, "type": "integer" },
+            "c": { "template": "{{jsonpath \"$.nope\"}}", "default": "none" },
+            "d": { "template": "{{record.empty}}", "default": "not used" },
+        }));
+        let out = wire(&m, json!({ "first": "Ada", "empty": "" })).unwrap();
+        assert_eq!(out["a"], json!("unknown"));
+        assert_eq!(out["b"], json!("5"));
+        assert_eq!(out["c"], json!("none"));
+        // An empty value is a value (it clears the property): the default does not apply.
+        assert_eq!(out["d"], json!(""));
+    }
+
+    #[test]
+    fn escaping_is_off() {
+        let m = mapping(
+            json!({ "a": "{{record.v}}", "b": "x {{record.v}}", "c": "{{uppercase record.v}}" }),
+        );
+        let out = wire(&m, json!({ "v": "a&b <i>\"q\"</i>" })).unwrap();
+        assert_eq!(out["a"], json!("a&b <i>\"q\"</i>"));
+        assert_eq!(out["b"], json!("x a&b <i>\"q\"</i>"));
+        assert_eq!(out["c"], json!("A&B <I>\"Q\"</I>"));
+    }
+
+    #[test]
+    fn context_variables() {
+        let m = mapping(json!({
+            "f": "{{flow}}/{{run.id}}/{{run.started_at}}/{{now}}",
+            "d": { "template": "{{date_format now \"%Y-%m-%d\"}}", "type": "date" },
+        }));
+        let out = wire(&m, json!({})).unwrap();
+        assert_eq!(
+            out["f"],
+            json!("companies-from-erp/run-7/2024-05-01T10:00:00Z/2024-05-01T10:00:05Z")
+        );
+        assert_eq!(out["d"], json!("1714521600000"));
+    }
+
+    #[test]
+    fn fast_path_detection_and_equivalence() {
+        let m = mapping(json!({
+            "fast": "{{record.a.b}}",
+            "slow": "{{record.a.b}}{{!-- forces the template engine --}}",
+            "bracket": "{{record.[odd key]}}",
+            "path": { "path": "$.a.b" },
+        }));
+        assert!(m.is_fast("fast") && m.is_fast("bracket") && m.is_fast("path"));
+        assert!(!m.is_fast("slow"));
+        for v in [
+            json!("x&y"),
+            json!(12.50),
+            json!(-3),
+            json!(true),
+            json!(null),
+            json!(""),
+            json!(1e21),
+        ] {
+            let out = wire(&m, json!({ "a": { "b": v }, "odd key": v })).unwrap();
+            assert_eq!(out["fast"], out["slow"], "{v}");
+            assert_eq!(out["fast"], out["bracket"], "{v}");
+            assert_eq!(out["fast"], out["path"], "{v}");
+        }
+        // Missing: the same strict error, naming the path.
+        let fast = wire(&m, json!({ "odd key": 1, "a": {} })).unwrap_err();
+        assert_eq!(
+            fast[0],
+            "field fast: missing variable record.a.b (from {{record.a.b}})"
+        );
+        assert!(
+            fast[1].starts_with("field slow: missing variable record.a.b"),
+            "{fast:?}"
+        );
+        // A string key on a list: the same error both ways.
+        let e = wire(&m, json!({ "odd key": 1, "a": [1] })).unwrap_err();
+        assert_eq!(
+            e[0],
+            "field fast: cannot look up \"b\" in a list (use a number) (from {{record.a.b}})"
+        );
+        assert!(
+            e[1].starts_with("field slow: cannot look up \"b\" in a list"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn fast_path_keeps_lists_for_multi_enumeration() {
+        let m = mapping(
+            json!({ "tags": { "template": "{{record.tags}}", "type": "multi_enumeration" } }),
+        );
+        assert!(m.is_fast("tags"));
+        assert_eq!(
+            wire(&m, json!({ "tags": ["a", "b"] })).unwrap()["tags"],
+            json!("a;b")
+        );
+        assert_eq!(
+            wire(&m, json!({ "tags": "a;b" })).unwrap()["tags"],
+            json!("a;b")
+        );
+    }
+
+    #[test]
+    fn paths_missing_required_default() {
+        let m = mapping(json!({
+            "opt": { "path": "$.nope" },
+            "req": { "path": "$.nope", "required": true },
+            "def": { "path": "$.nope", "default": "D" },
+        }));
+        assert_eq!(
+            wire(&m, json!({})).unwrap_err(),
+            ["field req: is required but the path matched nothing (from $.nope)"]
+        );
+        let m = mapping(json!({
+            "opt": { "path": "$.nope" },
+            "def": { "path": "$.nope", "default": "D" },
+            "req_empty": { "path": "$.e", "required": true },
+        }));
+        assert_eq!(
+            wire(&m, json!({ "e": " " }))
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [
+                ("def".to_owned(), json!("D")),
+                ("req_empty".to_owned(), json!(" "))
+            ]
+        );
+        assert_eq!(
+            wire(&m, json!({ "e": "" })).unwrap_err(),
+            ["field req_empty: is empty but the field is required (from $.e)"]
+        );
+    }
+
+    #[test]
+    fn several_matches() {
+        let m = mapping(json!({
+            "skus": { "path": "$.lines[*].sku", "type": "multi_enumeration" },
+            "sku": { "path": "$.lines[*].sku" },
+        }));
+        let out = wire(&m, json!({ "lines": [{ "sku": "A" }] })).unwrap();
+        assert_eq!((&out["skus"], &out["sku"]), (&json!("A"), &json!("A")));
+        let errs = wire(&m, json!({ "lines": [{ "sku": "A" }, { "sku": "B" }] })).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "field sku: the path matched 2 values; a string field takes one (from $.lines[*].sku)"
+            ]
+        );
+    }
+
+    #[test]
+    fn constants_and_native_mode() {
+        let m = mapping(json!({
+            "src": { "value": "ERP" },
+            "n": { "value": "12.50", "type": "number" },
+            "i": { "path": "$.i", "type": "integer" },
+            "b": { "path": "$.b", "type": "bool" },
+            "d": { "path": "$.d", "type": "date" },
+            "t": { "path": "$.t", "type": "datetime" },
+            "m": { "path": "$.m", "type": "multi_enumeration" },
+            "e": { "path": "$.e", "type": "number" },
+        }));
+        let rec = json!({ "i": "7", "b": "yes", "d": "2024-05-01", "t": 1714559400123i64, "m": "x;y", "e": "" });
+        let out = m.apply(&rec, &ctx(), OutputMode::Native).unwrap();
+        assert_eq!(
+            Value::Object(out.into_iter().collect()),
+            json!({
+                "src": "ERP", "n": 12.5, "i": 7, "b": true, "d": "2024-05-01",
+                "t": "2024-05-01T10:30:00.123Z", "m": ["x", "y"], "e": null
+            })
+        );
+        let out = wire(&m, rec).unwrap();
+        assert_eq!(
+            Value::Object(out.into_iter().collect()),
+            json!({
+                "src": "ERP", "n": "12.5", "i": "7", "b": "true", "d": "1714521600000",
+                "t": "1714559400123", "m": "x;y", "e": ""
+            })
+        );
+    }
+
+    #[test]
+    fn compile_errors() {
+        let errs = compile_err(json!({
+            "none": { "type": "number" },
+            "two": { "path": "$.a", "value": 1 },
+            "opts": { "path": "$.a", "options": ["x"] },
+            "trunc": { "path": "$.a", "type": "datetime", "truncate": true },
+            "mapopt": { "path": "$.a", "type": "enumeration", "map": { "A": "a" }, "options": ["b"] },
+            "val": { "value": "abc", "type": "integer" },
+            "def": { "path": "$.a", "type": "bool", "default": "maybe" },
+            "path": { "path": "$.a[" },
+            "tpl": "{{lowercase record.a}",
+            "var": "{{email}}",
+            "empty_opts": { "path": "$.a", "type": "enumeration", "options": [] },
+            "req_const": { "value": "", "required": true },
+        }));
+        let got: Vec<(String, &str)> = errs.iter().map(|e| (e.field.clone(), e.part)).collect();
+        let want = [
+            ("none", "spec"),
+            ("two", "spec"),
+            ("opts", "options"),
+            ("trunc", "truncate"),
+            ("mapopt", "map"),
+            ("val", "value"),
+            ("def", "default"),
+            ("path", "path"),
+            ("tpl", "template"),
+            ("var", "template"),
+            ("empty_opts", "options"),
+            ("req_const", "value"),
+        ];
+        assert_eq!(got, want.map(|(f, p)| (f.to_owned(), p)));
+        let msg: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msg[0],
+            "field none: invalid spec: no source: give one of template, path or value"
+        );
+        assert_eq!(
+            msg[1],
+            "field two: invalid spec: give only one of template, path or value, not path and value"
+        );
+        assert_eq!(
+            msg[4],
+            "field mapopt: invalid map: maps \"A\" to \"a\", which is not one of the options"
+        );
+        assert_eq!(
+            msg[5],
+            "field val: invalid value: \"abc\" is not an integer"
+        );
+        assert_eq!(errs[7].offset, Some(4));
+        assert!(errs[8].offset.is_some());
+        assert_eq!(
+            errs[9].hint.as_deref(),
+            Some("did you mean \"record.email\"?")
+        );
+    }
+
+    #[test]
+    fn all_field_errors_of_a_record_are_reported() {
+        let m = mapping(json!({
+            "a": { "path": "$.a", "type": "integer" },
+            "b": { "path": "$.b", "type": "bool" },
+            "c": { "path": "$.c", "type": "date" },
+            "ok": "{{record.ok}}",
+        }));
+        let errs = wire(
+            &m,
+            json!({ "a": 1.5, "b": "maybe", "c": "2024-05-01T10:00:00Z", "ok": 1 }),
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 3);
+        assert!(errs[0].starts_with("field a: \"1.5\" is not an integer"));
+        assert!(errs[1].starts_with("field b: \"maybe\" is not a bool"));
+        assert!(errs[2].starts_with(
+            "field c: \"2024-05-01T10:00:00Z\" is 2024-05-01T10:00:00Z, not midnight UTC"
+        ));
+    }
+
+    #[test]
+    fn helper_errors_name_the_helper() {
+        let m = mapping(json!({ "a": "{{number_format record.p 2}}" }));
+        assert_eq!(
+            wire(&m, json!({ "p": "x" })).unwrap_err(),
+            ["field a: number_format: \"x\" is not a number (from {{number_format record.p 2}})"]
+        );
+    }
+}
