@@ -144,11 +144,11 @@ fn norm(key: &str) -> String {
 }
 
 impl Op {
-    fn input_json(&self, item: &Item) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "properties": item.input.properties,
-            "objectWriteTraceId": item.trace_id(),
-        });
+    fn input_json(&self, item: &Item, trace: bool) -> serde_json::Value {
+        let mut v = serde_json::json!({ "properties": item.input.properties });
+        if trace {
+            v["objectWriteTraceId"] = item.trace_id().into();
+        }
         match self {
             Op::Create => {
                 v["associations"] = item
@@ -521,8 +521,9 @@ impl Client {
             if items.is_empty() {
                 return Vec::new();
             }
+            let trace = self.inner.config.multi_status;
             let body = serde_json::json!({
-                "inputs": items.iter().map(|it| op.input_json(it)).collect::<Vec<_>>(),
+                "inputs": items.iter().map(|it| op.input_json(it, trace)).collect::<Vec<_>>(),
             });
             let mut call = Call::post(format!("{}/batch/{}", object.path(), op.endpoint()), body);
             call.batch = true;
@@ -762,14 +763,15 @@ mod tests {
         let up = Op::Upsert {
             id_property: "email".into(),
         }
-        .input_json(it);
+        .input_json(it, true);
         assert_eq!(up["idProperty"], "email");
         assert_eq!(up["id"], "u0@x.io");
         assert_eq!(up["objectWriteTraceId"], "10");
-        let create = Op::Create.input_json(it);
+        let create = Op::Create.input_json(it, true);
         assert!(create.get("id").is_none());
         assert_eq!(create["associations"], serde_json::json!([]));
-        let upd = Op::Update { id_property: None }.input_json(it);
+        let upd = Op::Update { id_property: None }.input_json(it, false);
+        assert!(upd.get("objectWriteTraceId").is_none());
         assert!(upd.get("idProperty").is_none());
     }
 

@@ -29,6 +29,10 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// Send an `objectWriteTraceId` with every batch input, which makes HubSpot answer 207 with
+    /// an error per bad input instead of refusing the whole batch. Off, a refused batch is
+    /// bisected until the bad inputs stand alone (more calls, same outcomes).
+    pub multi_status: bool,
 }
 
 impl ClientConfig {
@@ -48,6 +52,7 @@ impl ClientConfig {
             concurrent_batches: 5,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            multi_status: true,
         }
     }
 

@@ -1,0 +1,293 @@
+//! Cases the sandbox cannot stage: a server that revokes a live OAuth token (401 → one refresh),
+//! one that performs a create but loses the answer, and one that echoes secrets back. Each
+//! stub is a few axum routes in this file.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use parking_lot::Mutex;
+use rivulet_hubspot::{
+    Auth, Client, ClientConfig, Error, ObjectType, RetryPolicy, SecretString, Throttle, WriteInput,
+    WriteOutcome,
+};
+use serde_json::{Value, json};
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn bearer(h: &HeaderMap) -> String {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[derive(Default)]
+struct OAuthStub {
+    issued: AtomicU64,
+    /// Tokens issued before this number are refused (revoked server-side).
+    revoked_below: AtomicU64,
+    api_calls: AtomicU64,
+    always_401: AtomicBool,
+}
+
+fn oauth_app(state: Arc<OAuthStub>) -> Router {
+    Router::new()
+        .route(
+            "/oauth/v1/token",
+            post(|State(s): State<Arc<OAuthStub>>, body: String| async move {
+                assert!(body.contains("grant_type=refresh_token"), "{body}");
+                assert!(body.contains("refresh_token=rt-1"), "{body}");
+                let n = s.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                // Slow, so concurrent requests really do pile up behind one refresh.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                axum::Json(json!({"access_token": format!("at-{n}"), "refresh_token": "rt-1",
+                    "expires_in": 1800, "token_type": "bearer", "token_use": "access_token"}))
+            }),
+        )
+        .route(
+            "/crm/v3/objects/contacts/{id}",
+            get(|State(s): State<Arc<OAuthStub>>, h: HeaderMap| async move {
+                s.api_calls.fetch_add(1, Ordering::SeqCst);
+                let n: u64 = bearer(&h).trim_start_matches("at-").parse().unwrap_or(0);
+                if s.always_401.load(Ordering::SeqCst) || n < s.revoked_below.load(Ordering::SeqCst) {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"status":"error",
+                        "message":"The OAuth token used to make this call expired","category":"EXPIRED_AUTHENTICATION",
+                        "correlationId":"cid-401"}))).into_response();
+                }
+                axum::Json(json!({"id":"1","properties":{},"archived":false})).into_response()
+            }),
+        )
+        .with_state(state)
+}
+
+fn oauth_config(base: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(Auth::OAuth {
+        client_id: "cid".into(),
+        client_secret: SecretString::from("secret-1"),
+        refresh_token: SecretString::from("rt-1"),
+        token_url: format!("{base}/oauth/v1/token"),
+    })
+    .base_url(base);
+    c.concurrent_connections = 50;
+    c.throttle = Throttle {
+        limit: 1000,
+        per: Duration::from_secs(1),
+    };
+    c
+}
+
+#[tokio::test]
+async fn a_401_causes_one_shared_refresh_and_one_retry() {
+    let state = Arc::new(OAuthStub::default());
+    let base = serve(oauth_app(state.clone())).await;
+    let client = Client::new(oauth_config(&base)).unwrap();
+    client
+        .get(&ObjectType::Contacts, "1", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(state.issued.load(Ordering::SeqCst), 1);
+
+    // The server revokes at-1; 50 concurrent requests all get a 401 with it.
+    state.revoked_below.store(2, Ordering::SeqCst);
+    let calls_before = state.api_calls.load(Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            c.get(&ObjectType::Contacts, "1", None, &[]).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap().unwrap();
+    }
+    assert_eq!(
+        state.issued.load(Ordering::SeqCst),
+        2,
+        "exactly one refresh after the 401s"
+    );
+    assert_eq!(client.stats().token_refreshes, 2);
+    assert_eq!(
+        state.api_calls.load(Ordering::SeqCst) - calls_before,
+        100,
+        "each request retried once"
+    );
+}
+
+#[tokio::test]
+async fn a_persistent_401_is_retried_once_then_reported() {
+    let state = Arc::new(OAuthStub::default());
+    state.always_401.store(true, Ordering::SeqCst);
+    let base = serve(oauth_app(state.clone())).await;
+    let client = Client::new(oauth_config(&base)).unwrap();
+    let err = client
+        .get(&ObjectType::Contacts, "1", None, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(state.api_calls.load(Ordering::SeqCst), 2);
+    let shown = err.to_string();
+    assert!(
+        shown.contains("EXPIRED_AUTHENTICATION") && shown.contains("cid-401"),
+        "{shown}"
+    );
+    assert!(shown.contains("check the connection's token"), "{shown}");
+}
+
+/// Performs creates but answers too late for the client's timeout.
+#[derive(Default)]
+struct LossyStub {
+    creates: AtomicU64,
+    records: Mutex<Vec<(String, String)>>, // (id, email)
+}
+
+async fn lossy_create(State(s): State<Arc<LossyStub>>, body: axum::Json<Value>) -> Response {
+    s.creates.fetch_add(1, Ordering::SeqCst);
+    let mut results = Vec::new();
+    for input in body["inputs"].as_array().unwrap() {
+        let email = input["properties"]["email"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let mut recs = s.records.lock();
+        let id = (recs.len() + 100).to_string();
+        recs.push((id.clone(), email));
+        results.push(
+            json!({"id": id, "properties": {}, "objectWriteTraceId": input["objectWriteTraceId"]}),
+        );
+    }
+    // The records exist now; the answer arrives after the client gave up.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"status":"COMPLETE","results":results})),
+    )
+        .into_response()
+}
+
+async fn lossy_read(State(s): State<Arc<LossyStub>>, body: axum::Json<Value>) -> Response {
+    assert_eq!(body["idProperty"], "email");
+    let recs = s.records.lock();
+    let results: Vec<Value> = body["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| {
+            let want = i["id"].as_str().unwrap();
+            recs.iter()
+                .find(|(_, e)| e == want)
+                .map(|(id, e)| json!({"id": id, "properties": {"email": e}}))
+        })
+        .collect();
+    axum::Json(json!({"status":"COMPLETE","results":results})).into_response()
+}
+
+fn lossy_config(base: &str) -> ClientConfig {
+    let mut c = ClientConfig::with_token("t").base_url(base);
+    c.timeout = Duration::from_millis(200);
+    c.retry = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        max_rate_limited_attempts: 3,
+    };
+    c
+}
+
+#[tokio::test]
+async fn lost_batch_create_is_looked_up_not_resent() {
+    let state = Arc::new(LossyStub::default());
+    let app = Router::new()
+        .route("/crm/v3/objects/contacts/batch/create", post(lossy_create))
+        .route("/crm/v3/objects/contacts/batch/read", post(lossy_read))
+        .route("/crm/v3/objects/companies/batch/create", post(lossy_create))
+        .with_state(state.clone());
+    let base = serve(app).await;
+    let client = Client::new(lossy_config(&base)).unwrap();
+
+    let inputs = vec![
+        WriteInput::new([("email", "a@x.io")]),
+        WriteInput::new([("email", "b@x.io")]),
+        WriteInput::new([("firstname", "no email")]),
+    ];
+    let out = client.batch_create(&ObjectType::Contacts, inputs).await;
+    assert_eq!(state.creates.load(Ordering::SeqCst), 1, "no blind resend");
+    assert_eq!(out[0], WriteOutcome::Created { id: "100".into() });
+    assert_eq!(out[1], WriteOutcome::Created { id: "101".into() });
+    assert!(
+        matches!(&out[2], WriteOutcome::Unknown { reason } if reason.contains("no email")),
+        "{out:?}"
+    );
+    assert_eq!(client.stats().timeouts, 1);
+
+    // Companies have no unique property to check: the outcome is unknown, not a second create.
+    let out = client
+        .batch_create(
+            &ObjectType::Companies,
+            vec![WriteInput::new([("name", "Acme")])],
+        )
+        .await;
+    assert_eq!(state.creates.load(Ordering::SeqCst), 2);
+    assert!(matches!(&out[0], WriteOutcome::Unknown { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn secrets_never_show() {
+    const SENTINEL: &str = "SENTINEL-7f3a";
+    // A token endpoint that echoes what it was sent, as a misbehaving proxy might.
+    let app = Router::new().route(
+        "/oauth/v1/token",
+        post(|body: String| async move {
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"status":"BAD_REFRESH_TOKEN",
+                "message": format!("refused: {body}")})),
+            )
+        }),
+    );
+    let base = serve(app).await;
+    let config = ClientConfig::new(Auth::OAuth {
+        client_id: "cid".into(),
+        client_secret: SecretString::from(format!("{SENTINEL}-secret")),
+        refresh_token: SecretString::from(format!("{SENTINEL}-refresh")),
+        token_url: format!("{base}/oauth/v1/token"),
+    })
+    .base_url(&base);
+    assert!(!format!("{config:?}").contains(SENTINEL));
+    let client = Client::new(config).unwrap();
+    assert!(!format!("{client:?}").contains(SENTINEL));
+    let err = client
+        .get(&ObjectType::Contacts, "1", None, &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Auth(_)));
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains(SENTINEL), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+    }
+
+    let token_config = ClientConfig::with_token(SENTINEL);
+    assert!(!format!("{token_config:?}").contains(SENTINEL));
+    let client = Client::new(token_config.base_url(&base)).unwrap();
+    assert!(!format!("{client:?}").contains(SENTINEL));
+    let err = client
+        .create(
+            &ObjectType::Contacts,
+            &WriteInput::new([("email", "a@x.io")]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.to_string().contains(SENTINEL));
+}
