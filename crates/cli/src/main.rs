@@ -1,1 +1,43 @@
-fn main() {}
+//! `rivulet`: validate, test and run declarative data flows between HubSpot, files and HTTP
+//! APIs.
+//!
+//! Exit codes (stable, for CI): 0 success; 1 the flows are invalid, a test failed, or records
+//! failed; 2 usage or I/O error (bad flags, unreadable paths).
+
+mod cmd;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Declarative data flows for HubSpot CRM: validate them in CI, test their mappings, run them
+/// as a service.
+#[derive(Debug, Parser)]
+#[command(name = "rivulet", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check flow and connection files: every error, with file, line and column.
+    Validate(cmd::validate::Args),
+    /// Print the JSON Schema of flow or connections files (for editors and other tools).
+    Schema(cmd::schema::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Schema(args) => cmd::schema::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("rivulet: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Durations written as humans write them: `15s`, `10m`, `1h 30m`.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+
+/// A duration such as `15s`, `10m` or `1h 30m` (units: ms, s, m, h, d).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    /// `secs` seconds.
+    pub const fn from_secs(secs: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+
+    /// The standard library duration.
+    pub const fn get(self) -> std::time::Duration {
+        self.0
+    }
+
+    /// Parses `15s`, `10m`, `1h 30m`; the error says what was wrong.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err("a duration cannot be empty".into());
+        }
+        if trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "`{trimmed}` has no unit; write `{trimmed}s` for seconds or `{trimmed}m` for minutes"
+            ));
+        }
+        humantime::parse_duration(trimmed)
+            .map(Duration)
+            .map_err(|e| {
+                format!(
+                    "`{trimmed}` is not a duration ({e}); use forms like `15s`, `10m`, `1h 30m`"
+                )
+            })
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        Duration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "format": "duration",
+            "description": "A duration such as `15s`, `10m` or `1h 30m` (units: ms, s, m, h, d).",
+            "pattern": "^\\s*([0-9]+\\s*(ns|us|ms|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|week|weeks)\\s*)+$",
+            "examples": ["15s", "10m", "1h"]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_human_durations() {
+        assert_eq!(Duration::parse("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(
+            Duration::parse("1h 30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert!(Duration::parse("15").unwrap_err().contains("no unit"));
+        assert!(Duration::parse("15x").is_err());
+        assert!(Duration::parse("").is_err());
+    }
+}
