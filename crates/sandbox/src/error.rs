@@ -25,7 +25,11 @@ pub fn correlation_id() -> String {
 /// An error answered in HubSpot's standard error body:
 /// `{"status":"error","message":…,"correlationId":…,"category":…,"context"?:…,"errors"?:…,"links"?:…}`.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorData>);
+
+/// The fields of an [`ApiError`] (reachable through `Deref`).
+#[derive(Debug, Clone)]
+pub struct ApiErrorData {
     /// HTTP status.
     pub status: StatusCode,
     /// `category` (e.g. `VALIDATION_ERROR`, `CONFLICT`, `OBJECT_NOT_FOUND`).
@@ -43,14 +47,19 @@ pub struct ApiError {
 impl ApiError {
     /// A new error with the given status, category and message.
     pub fn new(status: StatusCode, category: &str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(ApiErrorData {
             status,
             category: category.to_string(),
             message: message.into(),
             context: Map::new(),
             errors: Vec::new(),
             sub_category: None,
-        }
+        }))
+    }
+
+    /// The error's fields, by value.
+    pub fn into_data(self) -> ApiErrorData {
+        *self.0
     }
 
     /// 400 `VALIDATION_ERROR`.
@@ -103,6 +112,19 @@ impl ApiError {
             m.insert("errors".into(), Value::Array(self.errors.clone()));
         }
         Value::Object(m)
+    }
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorData;
+    fn deref(&self) -> &ApiErrorData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorData {
+        &mut self.0
     }
 }
 

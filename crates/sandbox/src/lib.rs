@@ -27,7 +27,7 @@ mod seed;
 mod server;
 mod store;
 
-pub use error::{ApiError, correlation_id};
+pub use error::{ApiError, ApiErrorData, correlation_id};
 pub use handle::{RequestLogEntry, Stats, Store};
 pub use limits::Faults;
 pub use model::{ObjectType, fmt_ms, parse_ts};
@@ -70,6 +70,7 @@ pub enum SandboxError {
 
 impl From<ApiError> for SandboxError {
     fn from(e: ApiError) -> Self {
+        let e = e.into_data();
         SandboxError::Api {
             status: e.status.as_u16(),
             category: e.category,

@@ -346,7 +346,9 @@ fn tighten_hi(a: Bound<i64>, b: Bound<i64>) -> Bound<i64> {
     }
 }
 
-fn key_range(lo: Bound<i64>, hi: Bound<i64>) -> Option<(Bound<(i64, u64)>, Bound<(i64, u64)>)> {
+type KeyRange = (Bound<(i64, u64)>, Bound<(i64, u64)>);
+
+fn key_range(lo: Bound<i64>, hi: Bound<i64>) -> Option<KeyRange> {
     let lo = match lo {
         Bound::Included(m) => Bound::Included((m, 0)),
         Bound::Excluded(m) => {

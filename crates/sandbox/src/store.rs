@@ -161,6 +161,9 @@ pub(crate) struct Prepared {
     pub assoc: Vec<(ObjectType, u64)>,
 }
 
+/// Normalised `(name, value)` pairs plus seeded `(createdate, modified)` overrides.
+pub(crate) type Validated = (Vec<(String, String)>, Option<i64>, Option<i64>);
+
 /// Which properties a rendered record carries.
 pub(crate) enum PropSel<'a> {
     /// The type's defaults plus system properties.
@@ -210,7 +213,7 @@ impl Data {
         ty: ObjectType,
         input: &Map<String, Value>,
         system_ok: bool,
-    ) -> Result<(Vec<(String, String)>, Option<i64>, Option<i64>), ApiError> {
+    ) -> Result<Validated, ApiError> {
         let ts = self.ts(ty);
         let mut out = Vec::with_capacity(input.len());
         let mut bad: Vec<InvalidValue> = vec![];
@@ -330,7 +333,7 @@ impl Data {
         for a in list {
             let to_id = a
                 .pointer("/to/id")
-                .and_then(|v| coerce(v))
+                .and_then(coerce)
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| ApiError::validation("association is missing to.id"))?;
             let types = a.get("types").and_then(Value::as_array);

@@ -8,12 +8,11 @@ async fn missing_or_wrong_token_is_401() {
     let mut cfg = SandboxConfig::default();
     cfg.tokens = vec!["good".into()];
     let mut e = start(cfg).await;
-    let r = e
-        .c
-        .get(format!("{}/crm/v3/objects/contacts", e.url))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        e.c.get(format!("{}/crm/v3/objects/contacts", e.url))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "error");
@@ -27,7 +26,11 @@ async fn missing_or_wrong_token_is_401() {
     assert_eq!(r.status, 200);
     assert_eq!(e.sb.store().stats().unauthorized, 2);
     // the control API needs no token
-    let r = e.c.get(format!("{}/_sandbox/health", e.url)).send().await.unwrap();
+    let r =
+        e.c.get(format!("{}/_sandbox/health", e.url))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     e.sb.shutdown().await;
 }

@@ -8,7 +8,10 @@ async fn batch_create_read_update_archive() {
         .map(|i| json!({"properties": {"email": format!("b{i}@x.com"), "firstname": format!("B{i}")}}))
         .collect();
     let r = e
-        .post("/crm/v3/objects/contacts/batch/create", json!({"inputs": inputs}))
+        .post(
+            "/crm/v3/objects/contacts/batch/create",
+            json!({"inputs": inputs}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["status"], "COMPLETE");
@@ -68,10 +71,15 @@ async fn batch_create_read_update_archive() {
 #[tokio::test]
 async fn more_than_100_inputs_rejected() {
     let e = default_env().await;
-    let inputs: Vec<Value> = (0..101).map(|i| json!({"properties": {"name": format!("C{i}")}})).collect();
+    let inputs: Vec<Value> = (0..101)
+        .map(|i| json!({"properties": {"name": format!("C{i}")}}))
+        .collect();
     for op in ["create", "upsert", "update", "read", "archive"] {
         let r = e
-            .post(&format!("/crm/v3/objects/companies/batch/{op}"), json!({"inputs": inputs}))
+            .post(
+                &format!("/crm/v3/objects/companies/batch/{op}"),
+                json!({"inputs": inputs}),
+            )
             .await;
         assert_error(&r, 400, "VALIDATION_ERROR");
     }
@@ -82,8 +90,11 @@ async fn more_than_100_inputs_rejected() {
 #[tokio::test]
 async fn multi_status_maps_errors_by_trace_id() {
     let e = default_env().await;
-    e.post("/crm/v3/objects/contacts", json!({"properties": {"email": "taken@x.com"}}))
-        .await;
+    e.post(
+        "/crm/v3/objects/contacts",
+        json!({"properties": {"email": "taken@x.com"}}),
+    )
+    .await;
     let r = e
         .post(
             "/crm/v3/objects/contacts/batch/create",
@@ -110,7 +121,11 @@ async fn multi_status_maps_errors_by_trace_id() {
     assert_eq!(by_trace("t2")["category"], "CONFLICT");
     assert_eq!(by_trace("t2")["status"], "error");
     assert_eq!(by_trace("t3")["category"], "VALIDATION_ERROR");
-    assert_eq!(by_trace("t4")["category"], "VALIDATION_ERROR", "duplicate within batch");
+    assert_eq!(
+        by_trace("t4")["category"],
+        "VALIDATION_ERROR",
+        "duplicate within batch"
+    );
     assert_eq!(e.sb.store().count("contacts").unwrap(), 2);
 
     // without trace ids: the whole batch fails and nothing is written
@@ -138,7 +153,10 @@ async fn multi_status_maps_errors_by_trace_id() {
         .await;
     assert_eq!(r.status, 207);
     assert_eq!(r.body["errors"][0]["category"], "OBJECT_NOT_FOUND");
-    assert_eq!(r.body["errors"][0]["context"]["objectWriteTraceId"], json!(["u2"]));
+    assert_eq!(
+        r.body["errors"][0]["context"]["objectWriteTraceId"],
+        json!(["u2"])
+    );
     e.sb.shutdown().await;
 }
 
@@ -146,7 +164,10 @@ async fn multi_status_maps_errors_by_trace_id() {
 async fn upsert_by_email_and_unique_property() {
     let e = default_env().await;
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"email": "old@x.com", "firstname": "Old"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "old@x.com", "firstname": "Old"}}),
+        )
         .await;
     let old_id = r.body["id"].as_str().unwrap().to_string();
     let r = e
@@ -167,14 +188,16 @@ async fn upsert_by_email_and_unique_property() {
     assert_eq!(res[1]["properties"]["email"], "new@x.com");
 
     // by a unique custom property on companies
-    let up = |name: &str| {
-        json!({"inputs": [{"id": "ERP-1", "idProperty": "external_id", "properties": {"name": name}}]})
-    };
-    let r = e.post("/crm/v3/objects/companies/batch/upsert", up("First")).await;
+    let up = |name: &str| json!({"inputs": [{"id": "ERP-1", "idProperty": "external_id", "properties": {"name": name}}]});
+    let r = e
+        .post("/crm/v3/objects/companies/batch/upsert", up("First"))
+        .await;
     assert_eq!(r.body["results"][0]["new"], true);
     let id = r.body["results"][0]["id"].clone();
     assert_eq!(r.body["results"][0]["properties"]["external_id"], "ERP-1");
-    let r = e.post("/crm/v3/objects/companies/batch/upsert", up("Second")).await;
+    let r = e
+        .post("/crm/v3/objects/companies/batch/upsert", up("Second"))
+        .await;
     assert_eq!(r.body["results"][0]["new"], false);
     assert_eq!(r.body["results"][0]["id"], id);
     assert_eq!(r.body["results"][0]["properties"]["name"], "Second");
@@ -206,7 +229,9 @@ async fn upsert_by_email_and_unique_property() {
 async fn unchanged_upsert_keeps_modified_time() {
     let e = default_env().await;
     let body = json!({"inputs": [{"id": "same@x.com", "idProperty": "email", "properties": {"firstname": "S"}}]});
-    let r = e.post("/crm/v3/objects/contacts/batch/upsert", body.clone()).await;
+    let r = e
+        .post("/crm/v3/objects/contacts/batch/upsert", body.clone())
+        .await;
     let first = r.body["results"][0]["updatedAt"].clone();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let r = e.post("/crm/v3/objects/contacts/batch/upsert", body).await;

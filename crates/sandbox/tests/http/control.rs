@@ -22,7 +22,10 @@ async fn seed_touch_log_stats_reset() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     let rec = e.sb.store().get("contacts", &ids[0]).unwrap().unwrap();
-    assert_eq!(rec["properties"]["lastmodifieddate"], "2024-01-01T00:00:00.000Z");
+    assert_eq!(
+        rec["properties"]["lastmodifieddate"],
+        "2024-01-01T00:00:00.000Z"
+    );
     assert_eq!(rec["properties"]["contact_category"], "vip");
     // file-shaped seed
     let r = e
@@ -33,7 +36,11 @@ async fn seed_touch_log_stats_reset() {
         )
         .await;
     assert_eq!(r.body["created"], 2);
-    let c = e.sb.store().find("contacts", "email", "s@seeded.example").unwrap().unwrap();
+    let c =
+        e.sb.store()
+            .find("contacts", "email", "s@seeded.example")
+            .unwrap()
+            .unwrap();
     assert_eq!(c["updatedAt"], "2024-02-01T00:00:00.000Z");
 
     // touch bumps the modified time and sets properties
@@ -45,7 +52,10 @@ async fn seed_touch_log_stats_reset() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["properties"]["firstname"], "Touched");
-    assert_ne!(r.body["properties"]["lastmodifieddate"], "2024-01-01T00:00:00.000Z");
+    assert_ne!(
+        r.body["properties"]["lastmodifieddate"],
+        "2024-01-01T00:00:00.000Z"
+    );
     let q = json!({"filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": "2024-06-01T00:00:00Z"}]}]});
     let r = e.post("/crm/v3/objects/contacts/search", q).await;
     assert_eq!(r.body["total"], 1);
@@ -55,8 +65,11 @@ async fn seed_touch_log_stats_reset() {
     assert_error(&r, 404, "OBJECT_NOT_FOUND");
 
     // request log and stats
-    e.post("/crm/v3/objects/contacts/batch/upsert", json!({"inputs": [{"id": "u@x.com", "idProperty": "email", "properties": {}}]}))
-        .await;
+    e.post(
+        "/crm/v3/objects/contacts/batch/upsert",
+        json!({"inputs": [{"id": "u@x.com", "idProperty": "email", "properties": {}}]}),
+    )
+    .await;
     let r = e.get("/_sandbox/requests?limit=2").await;
     let log = r.body["results"].as_array().unwrap();
     assert_eq!(log.len(), 2);
@@ -87,7 +100,9 @@ async fn demo_and_seed_file() {
     assert_eq!(n, 150);
     let r = e.get("/crm/v3/objects/companies?limit=100").await;
     assert_eq!(r.body["results"].as_array().unwrap().len(), 50);
-    let r = e.get("/crm/v3/objects/contacts?limit=100&associations=companies").await;
+    let r = e
+        .get("/crm/v3/objects/contacts?limit=100&associations=companies")
+        .await;
     let contacts = r.body["results"].as_array().unwrap();
     assert_eq!(contacts.len(), 100);
     assert!(contacts[0]["associations"]["companies"]["results"][0]["id"].is_string());

@@ -13,13 +13,22 @@ async fn rolling_limit_429_body_and_headers() {
         let r = e.get("/crm/v3/objects/contacts").await;
         assert_eq!(r.status, 200);
         assert_eq!(r.headers["x-hubspot-ratelimit-max"], "3");
-        assert_eq!(r.headers["x-hubspot-ratelimit-remaining"], (2 - i).to_string().as_str());
-        assert_eq!(r.headers["x-hubspot-ratelimit-interval-milliseconds"], "10000");
+        assert_eq!(
+            r.headers["x-hubspot-ratelimit-remaining"],
+            (2 - i).to_string().as_str()
+        );
+        assert_eq!(
+            r.headers["x-hubspot-ratelimit-interval-milliseconds"],
+            "10000"
+        );
     }
     let r = e.get("/crm/v3/objects/contacts").await;
     assert_eq!(r.status, 429);
     assert_eq!(r.body["status"], "error");
-    assert_eq!(r.body["message"], "You have reached your ten_secondly_rolling limit.");
+    assert_eq!(
+        r.body["message"],
+        "You have reached your ten_secondly_rolling limit."
+    );
     assert_eq!(r.body["errorType"], "RATE_LIMIT");
     assert_eq!(r.body["policyName"], "TEN_SECONDLY_ROLLING");
     assert_eq!(r.body["correlationId"].as_str().unwrap().len(), 36);
@@ -46,7 +55,10 @@ async fn window_rolls() {
     assert_eq!(e.get("/crm/v3/objects/deals").await.status, 200);
     let r = e.get("/crm/v3/objects/deals").await;
     assert_eq!(r.status, 429);
-    assert!(r.headers.get("retry-after").is_none(), "Retry-After off by default");
+    assert!(
+        r.headers.get("retry-after").is_none(),
+        "Retry-After off by default"
+    );
     tokio::time::sleep(Duration::from_millis(320)).await;
     assert_eq!(e.get("/crm/v3/objects/deals").await.status, 200);
     e.sb.shutdown().await;
@@ -108,7 +120,10 @@ async fn injected_faults_and_runtime_knobs() {
     assert_eq!(e.sb.store().stats().faults_injected, 4);
     // turn faults off, add latency through the control API
     let r = e
-        .put("/_sandbox/faults", json!({"fault_rate": 0.0, "latency_ms": 50}))
+        .put(
+            "/_sandbox/faults",
+            json!({"fault_rate": 0.0, "latency_ms": 50}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["latency_ms"], 50);
@@ -120,7 +135,10 @@ async fn injected_faults_and_runtime_knobs() {
     assert_eq!(r.status, 400);
     // rate limit set at run time
     let r = e
-        .put("/_sandbox/faults", json!({"latency_ms": 0, "rate_limit": "1/10s"}))
+        .put(
+            "/_sandbox/faults",
+            json!({"latency_ms": 0, "rate_limit": "1/10s"}),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(e.get("/crm/v3/objects/contacts").await.status, 200);
@@ -135,27 +153,25 @@ async fn dropped_connections() {
     let mut cfg = SandboxConfig::default();
     cfg.drop_rate = 1.0;
     let e = start(cfg).await;
-    let r = e
-        .c
-        .get(format!("{}/crm/v3/objects/contacts", e.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await;
+    let r =
+        e.c.get(format!("{}/crm/v3/objects/contacts", e.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
     assert!(r.is_err(), "connection should be dropped: {r:?}");
     let log = e.sb.store().requests();
     assert_eq!(log.last().unwrap().status, 0);
     assert_eq!(e.sb.store().stats().connections_dropped, 1);
     // the control API is never dropped
-    let r: Value = e
-        .c
-        .put(format!("{}/_sandbox/faults", e.url))
-        .json(&json!({"drop_rate": 0.0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value =
+        e.c.put(format!("{}/_sandbox/faults", e.url))
+            .json(&json!({"drop_rate": 0.0}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(r["drop_rate"], 0.0);
     assert_eq!(e.get("/crm/v3/objects/contacts").await.status, 200);
     e.sb.shutdown().await;

@@ -1,5 +1,6 @@
 //! Test helpers and modules.
 //! HTTP tests of the sandbox, over real sockets on 127.0.0.1.
+#![allow(clippy::field_reassign_with_default)]
 
 mod auth;
 mod batch;
@@ -44,7 +45,12 @@ pub(crate) async fn default_env() -> Env {
 }
 
 impl Env {
-    pub(crate) async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Resp {
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
         let mut rb = self
             .c
             .request(method, format!("{}{}", self.url, path))

@@ -62,13 +62,18 @@ async fn create_get_update_archive_contact() {
     assert_eq!(r.status, 204);
     let r = e.get(&format!("/crm/v3/objects/contacts/{id}")).await;
     assert_error(&r, 404, "OBJECT_NOT_FOUND");
-    let r = e.get(&format!("/crm/v3/objects/contacts/{id}?archived=true")).await;
+    let r = e
+        .get(&format!("/crm/v3/objects/contacts/{id}?archived=true"))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["archived"], true);
     assert!(r.body["archivedAt"].is_string());
     // email is free again
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"email": "jane@example.com"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "jane@example.com"}}),
+        )
         .await;
     assert_eq!(r.status, 201);
     e.sb.shutdown().await;
@@ -78,11 +83,17 @@ async fn create_get_update_archive_contact() {
 async fn duplicate_email_is_409() {
     let e = default_env().await;
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"email": "a@x.com"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "a@x.com"}}),
+        )
         .await;
     let id = r.body["id"].as_str().unwrap().to_string();
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"email": "A@x.com"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "A@x.com"}}),
+        )
         .await;
     assert_error(&r, 409, "CONFLICT");
     assert_eq!(
@@ -97,10 +108,18 @@ async fn validation_errors() {
     let e = default_env().await;
     // unknown property
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"name": "A", "nope": "x"}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"name": "A", "nope": "x"}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
-    assert!(r.body["message"].as_str().unwrap().starts_with("Property values were not valid"));
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Property values were not valid")
+    );
     assert_eq!(r.body["context"]["propertyName"], json!(["nope"]));
     assert_eq!(r.body["errors"][0]["code"], "PROPERTY_DOESNT_EXIST");
     // read-only
@@ -112,49 +131,69 @@ async fn validation_errors() {
         assert_eq!(r.body["errors"][0]["code"], "READ_ONLY_VALUE");
     }
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"lastmodifieddate": "1"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"lastmodifieddate": "1"}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     // enumeration
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"company_category": "huge"}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"company_category": "huge"}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     assert_eq!(r.body["errors"][0]["code"], "INVALID_OPTION");
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"company_category": "enterprise", "numberofemployees": 12}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"company_category": "enterprise", "numberofemployees": 12}}),
+        )
         .await;
     assert_eq!(r.status, 201);
     // numbers must parse
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"numberofemployees": "twelve"}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"numberofemployees": "twelve"}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     // date must be midnight UTC
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"date_of_birth": "1572480000001"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"date_of_birth": "1572480000001"}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     assert!(r.body["message"].as_str().unwrap().contains("not midnight"));
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"date_of_birth": "1572480000000"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"date_of_birth": "1572480000000"}}),
+        )
         .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["properties"]["date_of_birth"], "2019-10-31");
     // objects as values rejected, bad JSON rejected
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"firstname": {"a": 1}}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"firstname": {"a": 1}}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
-    let r = e
-        .c
-        .post(format!("{}/crm/v3/objects/contacts", e.url))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r =
+        e.c.post(format!("{}/crm/v3/objects/contacts", e.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 400);
     // unknown object type
     let r = e.get("/crm/v3/objects/widgets").await;
@@ -201,7 +240,10 @@ async fn unique_custom_property_and_property_api() {
     let r = e.get("/crm/v3/properties/companies").await;
     assert_eq!(r.status, 200);
     let props = r.body["results"].as_array().unwrap();
-    let cat = props.iter().find(|p| p["name"] == "company_category").unwrap();
+    let cat = props
+        .iter()
+        .find(|p| p["name"] == "company_category")
+        .unwrap();
     assert_eq!(cat["type"], "enumeration");
     assert_eq!(cat["fieldType"], "select");
     assert!(cat["options"][0]["value"].is_string() && cat["options"][0]["label"].is_string());
@@ -227,16 +269,24 @@ async fn unique_custom_property_and_property_api() {
     assert_eq!(r.body["hasUniqueValue"], true);
 
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"name": "A", "erp_number": "E1"}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"name": "A", "erp_number": "E1"}}),
+        )
         .await;
     assert_eq!(r.status, 201);
     let id = r.body["id"].as_str().unwrap().to_string();
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"name": "B", "erp_number": "E1"}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"name": "B", "erp_number": "E1"}}),
+        )
         .await;
     assert_error(&r, 409, "CONFLICT");
     assert!(r.body["message"].as_str().unwrap().contains(&id));
-    let r = e.get("/crm/v3/objects/companies/E1?idProperty=erp_number").await;
+    let r = e
+        .get("/crm/v3/objects/companies/E1?idProperty=erp_number")
+        .await;
     assert_eq!(r.body["id"], id.as_str());
     // non-unique idProperty is rejected
     let r = e.get("/crm/v3/objects/companies/A?idProperty=name").await;
@@ -248,21 +298,33 @@ async fn unique_custom_property_and_property_api() {
 async fn deal_with_line_items_and_products() {
     let e = default_env().await;
     let r = e
-        .post("/crm/v3/objects/products", json!({"properties": {"name": "Widget", "price": "9.50", "hs_sku": "W-1"}}))
+        .post(
+            "/crm/v3/objects/products",
+            json!({"properties": {"name": "Widget", "price": "9.50", "hs_sku": "W-1"}}),
+        )
         .await;
     assert_eq!(r.status, 201);
     let product = r.body["id"].as_str().unwrap().to_string();
     let r = e
-        .post("/crm/v3/objects/companies", json!({"properties": {"name": "Acme"}}))
+        .post(
+            "/crm/v3/objects/companies",
+            json!({"properties": {"name": "Acme"}}),
+        )
         .await;
     let company = r.body["id"].as_str().unwrap().to_string();
     // a line item referencing a missing product fails
     let r = e
-        .post("/crm/v3/objects/line_items", json!({"properties": {"hs_product_id": "999999", "quantity": "1"}}))
+        .post(
+            "/crm/v3/objects/line_items",
+            json!({"properties": {"hs_product_id": "999999", "quantity": "1"}}),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     let r = e
-        .post("/crm/v3/objects/line_items", json!({"properties": {"hs_product_id": product, "quantity": "3", "price": "9.50"}}))
+        .post(
+            "/crm/v3/objects/line_items",
+            json!({"properties": {"hs_product_id": product, "quantity": "3", "price": "9.50"}}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let li = r.body["id"].as_str().unwrap().to_string();
@@ -281,18 +343,33 @@ async fn deal_with_line_items_and_products() {
     assert_eq!(r.status, 201, "{}", r.body);
     let deal = r.body["id"].as_str().unwrap().to_string();
     let r = e
-        .get(&format!("/crm/v3/objects/deals/{deal}/associations/line_items"))
+        .get(&format!(
+            "/crm/v3/objects/deals/{deal}/associations/line_items"
+        ))
         .await;
-    assert_eq!(r.body["results"], json!([{"id": li, "type": "deal_to_line_item"}]));
+    assert_eq!(
+        r.body["results"],
+        json!([{"id": li, "type": "deal_to_line_item"}])
+    );
     let r = e
-        .get(&format!("/crm/v3/objects/line_items/{li}?associations=deals&properties=hs_product_id"))
+        .get(&format!(
+            "/crm/v3/objects/line_items/{li}?associations=deals&properties=hs_product_id"
+        ))
         .await;
-    assert_eq!(r.body["associations"]["deals"]["results"][0]["id"], deal.as_str());
+    assert_eq!(
+        r.body["associations"]["deals"]["results"][0]["id"],
+        deal.as_str()
+    );
     assert_eq!(r.body["properties"]["hs_product_id"], product.as_str());
     let r = e
-        .get(&format!("/crm/v4/objects/companies/{company}/associations/deals"))
+        .get(&format!(
+            "/crm/v4/objects/companies/{company}/associations/deals"
+        ))
         .await;
-    assert_eq!(r.body["results"][0]["toObjectId"], deal.parse::<u64>().unwrap());
+    assert_eq!(
+        r.body["results"][0]["toObjectId"],
+        deal.parse::<u64>().unwrap()
+    );
     // wrong direction type id
     let r = e
         .post(
@@ -303,15 +380,23 @@ async fn deal_with_line_items_and_products() {
     assert_error(&r, 400, "VALIDATION_ERROR");
     // v4 default association
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"email": "c@acme.example"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "c@acme.example"}}),
+        )
         .await;
     let contact = r.body["id"].as_str().unwrap().to_string();
     let r = e
-        .put(&format!("/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}"), json!({}))
+        .put(
+            &format!("/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200);
     let r = e
-        .get(&format!("/crm/v3/objects/companies/{company}/associations/contacts"))
+        .get(&format!(
+            "/crm/v3/objects/companies/{company}/associations/contacts"
+        ))
         .await;
     assert_eq!(r.body["results"][0]["id"], contact.as_str());
     e.sb.shutdown().await;

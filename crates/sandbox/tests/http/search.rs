@@ -45,12 +45,30 @@ fn f(prop: &str, op: &str, value: Value) -> Value {
 async fn every_operator() {
     let e = seeded().await;
     let cases: Vec<(Value, Vec<&str>)> = vec![
-        (f("city", "EQ", json!("berlin")), vec!["Acme Corp", "Delta Analytics"]),
-        (f("city", "NEQ", json!("Berlin")), vec!["Bolt Logistics", "Cedar Foods", "Echo Retail"]),
-        (f("numberofemployees", "LT", json!(60)), vec!["Bolt Logistics", "Echo Retail"]),
-        (f("numberofemployees", "LTE", json!("60")), vec!["Bolt Logistics", "Cedar Foods", "Echo Retail"]),
-        (f("numberofemployees", "GT", json!("120")), vec!["Delta Analytics"]),
-        (f("numberofemployees", "GTE", json!("120")), vec!["Acme Corp", "Delta Analytics"]),
+        (
+            f("city", "EQ", json!("berlin")),
+            vec!["Acme Corp", "Delta Analytics"],
+        ),
+        (
+            f("city", "NEQ", json!("Berlin")),
+            vec!["Bolt Logistics", "Cedar Foods", "Echo Retail"],
+        ),
+        (
+            f("numberofemployees", "LT", json!(60)),
+            vec!["Bolt Logistics", "Echo Retail"],
+        ),
+        (
+            f("numberofemployees", "LTE", json!("60")),
+            vec!["Bolt Logistics", "Cedar Foods", "Echo Retail"],
+        ),
+        (
+            f("numberofemployees", "GT", json!("120")),
+            vec!["Delta Analytics"],
+        ),
+        (
+            f("numberofemployees", "GTE", json!("120")),
+            vec!["Acme Corp", "Delta Analytics"],
+        ),
         (
             json!({"filterGroups": [{"filters": [{"propertyName": "numberofemployees", "operator": "BETWEEN", "value": "10", "highValue": "120"}]}]}),
             vec!["Acme Corp", "Bolt Logistics", "Cedar Foods"],
@@ -65,19 +83,63 @@ async fn every_operator() {
         ),
         (
             json!({"filterGroups": [{"filters": [{"propertyName": "city", "operator": "HAS_PROPERTY"}]}]}),
-            vec!["Acme Corp", "Bolt Logistics", "Delta Analytics", "Echo Retail"],
+            vec![
+                "Acme Corp",
+                "Bolt Logistics",
+                "Delta Analytics",
+                "Echo Retail",
+            ],
         ),
         (
             json!({"filterGroups": [{"filters": [{"propertyName": "city", "operator": "NOT_HAS_PROPERTY"}]}]}),
             vec!["Cedar Foods"],
         ),
-        (f("name", "CONTAINS_TOKEN", json!("logistics")), vec!["Bolt Logistics"]),
-        (f("domain", "CONTAINS_TOKEN", json!("*.example")), vec!["Acme Corp", "Bolt Logistics", "Cedar Foods", "Delta Analytics", "Echo Retail"]),
-        (f("name", "NOT_CONTAINS_TOKEN", json!("corp")), vec!["Bolt Logistics", "Cedar Foods", "Delta Analytics", "Echo Retail"]),
+        (
+            f("name", "CONTAINS_TOKEN", json!("logistics")),
+            vec!["Bolt Logistics"],
+        ),
+        (
+            f("domain", "CONTAINS_TOKEN", json!("*.example")),
+            vec![
+                "Acme Corp",
+                "Bolt Logistics",
+                "Cedar Foods",
+                "Delta Analytics",
+                "Echo Retail",
+            ],
+        ),
+        (
+            f("name", "NOT_CONTAINS_TOKEN", json!("corp")),
+            vec![
+                "Bolt Logistics",
+                "Cedar Foods",
+                "Delta Analytics",
+                "Echo Retail",
+            ],
+        ),
         // timestamps: epoch ms strings and ISO 8601
-        (f("createdate", "GTE", json!((T0 + 3000).to_string())), vec!["Delta Analytics", "Echo Retail"]),
-        (f("hs_lastmodifieddate", "LT", json!("2023-11-14T22:13:21.500Z")), vec!["Acme Corp", "Bolt Logistics"]),
-        (f("hs_object_id", "GT", json!("0")), vec!["Acme Corp", "Bolt Logistics", "Cedar Foods", "Delta Analytics", "Echo Retail"]),
+        (
+            f("createdate", "GTE", json!((T0 + 3000).to_string())),
+            vec!["Delta Analytics", "Echo Retail"],
+        ),
+        (
+            f(
+                "hs_lastmodifieddate",
+                "LT",
+                json!("2023-11-14T22:13:21.500Z"),
+            ),
+            vec!["Acme Corp", "Bolt Logistics"],
+        ),
+        (
+            f("hs_object_id", "GT", json!("0")),
+            vec![
+                "Acme Corp",
+                "Bolt Logistics",
+                "Cedar Foods",
+                "Delta Analytics",
+                "Echo Retail",
+            ],
+        ),
         // OR of groups, AND within a group
         (
             json!({"filterGroups": [
@@ -105,7 +167,16 @@ async fn sorting_paging_total() {
         json!({"sorts": [{"propertyName": "numberofemployees", "direction": "DESCENDING"}]}),
     )
     .await;
-    assert_eq!(n, ["Delta Analytics", "Acme Corp", "Cedar Foods", "Bolt Logistics", "Echo Retail"]);
+    assert_eq!(
+        n,
+        [
+            "Delta Analytics",
+            "Acme Corp",
+            "Cedar Foods",
+            "Bolt Logistics",
+            "Echo Retail"
+        ]
+    );
     // index-ordered window with paging
     let body = |after: Option<&str>| {
         let mut b = json!({
@@ -134,7 +205,16 @@ async fn sorting_paging_total() {
             None => break,
         }
     }
-    assert_eq!(all, ["Echo Retail", "Delta Analytics", "Cedar Foods", "Bolt Logistics", "Acme Corp"]);
+    assert_eq!(
+        all,
+        [
+            "Echo Retail",
+            "Delta Analytics",
+            "Cedar Foods",
+            "Bolt Logistics",
+            "Acme Corp"
+        ]
+    );
     // stringified sorts are silently ignored (default order: by id)
     let (n, _) = names(&e, json!({"sorts": ["-name"]})).await;
     assert_eq!(n[0], "Acme Corp");
@@ -145,7 +225,10 @@ async fn sorting_paging_total() {
     assert_error(&r, 400, "VALIDATION_ERROR");
     // unknown operator
     let r = e
-        .post("/crm/v3/objects/companies/search", f("name", "LIKE", json!("x")))
+        .post(
+            "/crm/v3/objects/companies/search",
+            f("name", "LIKE", json!("x")),
+        )
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     e.sb.shutdown().await;
@@ -157,22 +240,34 @@ async fn contacts_use_lastmodifieddate() {
     e.sb.store()
         .seed(SeedSpec::generated("contacts", 3).at(T0))
         .unwrap();
-    let q = |p: &str| {
-        json!({"filterGroups": [{"filters": [{"propertyName": p, "operator": "GTE", "value": T0.to_string()}]}]})
-    };
-    let r = e.post("/crm/v3/objects/contacts/search", q("lastmodifieddate")).await;
+    let q = |p: &str| json!({"filterGroups": [{"filters": [{"propertyName": p, "operator": "GTE", "value": T0.to_string()}]}]});
+    let r = e
+        .post("/crm/v3/objects/contacts/search", q("lastmodifieddate"))
+        .await;
     assert_eq!(r.body["total"], 3);
     let first = &r.body["results"][0]["properties"];
-    for p in ["email", "firstname", "lastname", "lastmodifieddate", "createdate", "hs_object_id"] {
+    for p in [
+        "email",
+        "firstname",
+        "lastname",
+        "lastmodifieddate",
+        "createdate",
+        "hs_object_id",
+    ] {
         assert!(first[p].is_string(), "default property {p}");
     }
     // HubSpot pitfall: hs_lastmodifieddate filters silently match nothing on contacts
-    let r = e.post("/crm/v3/objects/contacts/search", q("hs_lastmodifieddate")).await;
+    let r = e
+        .post("/crm/v3/objects/contacts/search", q("hs_lastmodifieddate"))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["total"], 0);
     // full-text query
     let r = e
-        .post("/crm/v3/objects/contacts/search", json!({"query": "example.com"}))
+        .post(
+            "/crm/v3/objects/contacts/search",
+            json!({"query": "example.com"}),
+        )
         .await;
     assert_eq!(r.body["total"], 3);
     e.sb.shutdown().await;
@@ -196,7 +291,9 @@ async fn ten_thousand_cap_and_identical_timestamps() {
     assert_eq!(r.body["total"], 10_050);
     assert_eq!(r.body["results"].as_array().unwrap().len(), 200);
     assert_eq!(r.body["paging"]["next"]["after"], "10000");
-    let r = e.post("/crm/v3/objects/companies/search", body(10_000)).await;
+    let r = e
+        .post("/crm/v3/objects/companies/search", body(10_000))
+        .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     // the id-anchor workaround: restart the window with hs_object_id GT last id
     let ids = e.sb.store().count("companies").unwrap();
@@ -225,14 +322,19 @@ async fn search_lag_hides_fresh_writes() {
     cfg.search_lag = std::time::Duration::from_millis(300);
     let e = start(cfg).await;
     let r = e
-        .post("/crm/v3/objects/contacts", json!({"properties": {"email": "lag@x.com"}}))
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "lag@x.com"}}),
+        )
         .await;
     assert_eq!(r.status, 201);
     let q = json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "lag@x.com"}]}]});
     let r = e.post("/crm/v3/objects/contacts/search", q.clone()).await;
     assert_eq!(r.body["total"], 0, "invisible right after the write");
     // but readable by id at once
-    let r = e.get("/crm/v3/objects/contacts/lag@x.com?idProperty=email").await;
+    let r = e
+        .get("/crm/v3/objects/contacts/lag@x.com?idProperty=email")
+        .await;
     assert_eq!(r.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
     let r = e.post("/crm/v3/objects/contacts/search", q).await;
