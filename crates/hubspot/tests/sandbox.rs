@@ -619,6 +619,14 @@ async fn server_errors_and_dropped_connections_are_retried() {
     let stats = client.stats();
     assert!(stats.server_errors > 0 && stats.retries > 0, "{stats:?}");
     assert_eq!(sb.store().count("contacts").unwrap(), 500);
+
+    // Creates are not blindly re-sent: a failed or lost create is looked up by email first,
+    // so every contact exists exactly once.
+    let out = client
+        .batch_create(&ObjectType::Contacts, (500..800).map(contact).collect())
+        .await;
+    assert!(out.iter().all(WriteOutcome::is_success), "{out:?}");
+    assert_eq!(sb.store().count("contacts").unwrap(), 800);
 }
 
 #[tokio::test]

@@ -291,3 +291,131 @@ async fn secrets_never_show() {
     assert_eq!(err.status(), Some(404));
     assert!(!err.to_string().contains(SENTINEL));
 }
+
+#[tokio::test]
+async fn lost_single_create_is_looked_up_by_email() {
+    let state = Arc::new(LossyStub::default());
+    let app = Router::new()
+        .route(
+            "/crm/v3/objects/contacts",
+            post(
+                |State(s): State<Arc<LossyStub>>, body: axum::Json<Value>| async move {
+                    s.creates.fetch_add(1, Ordering::SeqCst);
+                    let email = body["properties"]["email"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    s.records.lock().push(("7".into(), email));
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(json!({"id":"7","properties":{}})),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/crm/v3/objects/contacts/{id}",
+            get(
+                |State(s): State<Arc<LossyStub>>,
+                 axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    match s.records.lock().iter().find(|(_, e)| *e == id) {
+                        Some((rid, e)) => {
+                            axum::Json(json!({"id": rid, "properties": {"email": e}}))
+                                .into_response()
+                        }
+                        None => (
+                            StatusCode::NOT_FOUND,
+                            axum::Json(json!({"category":"OBJECT_NOT_FOUND","message":"nope"})),
+                        )
+                            .into_response(),
+                    }
+                },
+            ),
+        )
+        .with_state(state.clone());
+    let base = serve(app).await;
+    let client = Client::new(lossy_config(&base)).unwrap();
+    let found = client
+        .create(
+            &ObjectType::Contacts,
+            &WriteInput::new([("email", "a@x.io")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.id, "7");
+    let err = client
+        .create(
+            &ObjectType::Contacts,
+            &WriteInput::new([("firstname", "no email")]),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unknown(_)), "{err}");
+    assert_eq!(state.creates.load(Ordering::SeqCst), 2, "never sent twice");
+}
+
+/// Counts requests in flight at once.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+async fn gauged(State(g): State<Arc<Gauge>>, body: Option<axum::Json<Value>>) -> Response {
+    let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+    g.max.fetch_max(n, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    g.now.fetch_sub(1, Ordering::SeqCst);
+    let results: Vec<Value> = body
+        .map(|b| {
+            b["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| json!({"id": i["id"], "properties": {}, "objectWriteTraceId": i["objectWriteTraceId"]}))
+                .collect()
+        })
+        .unwrap_or_default();
+    axum::Json(json!({"id":"1","properties":{},"status":"COMPLETE","results":results}))
+        .into_response()
+}
+
+#[tokio::test]
+async fn in_flight_limits_hold() {
+    let batches = Arc::new(Gauge::default());
+    let singles = Arc::new(Gauge::default());
+    let app = Router::new()
+        .route(
+            "/crm/v3/objects/deals/batch/update",
+            post(gauged).with_state(batches.clone()),
+        )
+        .route(
+            "/crm/v3/objects/deals/{id}",
+            get(gauged).with_state(singles.clone()),
+        );
+    let base = serve(app).await;
+    let mut config = lossy_config(&base);
+    config.concurrent_connections = 3;
+    config.concurrent_batches = 2;
+    let client = Client::new(config).unwrap();
+    let deals: ObjectType = "deals".parse().unwrap();
+    let updates = (0..1000)
+        .map(|i| (i.to_string(), WriteInput::new([("amount", "1")])))
+        .collect();
+    let (out, _) = tokio::join!(client.batch_update(&deals, None, updates), async {
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let c = client.clone();
+            let d = deals.clone();
+            tasks.push(tokio::spawn(async move { c.get(&d, "1", None, &[]).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    });
+    assert!(out.iter().all(WriteOutcome::is_success));
+    assert_eq!(batches.max.load(Ordering::SeqCst), 2);
+    assert!(singles.max.load(Ordering::SeqCst) + batches.max.load(Ordering::SeqCst) <= 3 + 2);
+    assert!(singles.max.load(Ordering::SeqCst) <= 3);
+}
