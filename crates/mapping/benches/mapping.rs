@@ -1,1 +1,108 @@
-fn main() {}
+//! A 20-field mapping (15 simple paths, 5 templates with helpers) applied to one record.
+//! Target (issue #4): at least 100,000 records/s on one core.
+
+use chrono::{TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use indexmap::IndexMap;
+use rivulet_mapping::{Context, FieldSpec, Mapping, OutputMode};
+use serde_json::json;
+use std::hint::black_box;
+
+fn mapping() -> Mapping {
+    subset(|_| true)
+}
+
+fn subset(keep: impl Fn(&FieldSpec) -> bool) -> Mapping {
+    let spec = json!({
+        // 15 paths of various types
+        "name": { "path": "$.company_name" },
+        "domain": { "path": "$.website", "trim": true },
+        "phone": { "path": "$.contact.phone" },
+        "city": { "path": "$.address.city" },
+        "zip": { "path": "$.address.zip" },
+        "country": { "path": "$.address.country" },
+        "numberofemployees": { "path": "$.employees", "type": "integer" },
+        "annualrevenue": { "path": "$.revenue", "type": "number" },
+        "is_customer": { "path": "$.active", "type": "bool" },
+        "founded": { "path": "$.founded", "type": "date" },
+        "erp_updated": { "path": "$.updated_at", "type": "datetime" },
+        "company_category": {
+            "path": "$.segment", "type": "enumeration",
+            "map": { "SMB": "small_business", "ENT": "enterprise" }
+        },
+        "industries": { "path": "$.industries", "type": "multi_enumeration" },
+        "erp_id": { "path": "$.id" },
+        "first_sku": { "path": "$.lines[0].sku" },
+        // 5 templates with helpers
+        "display_name": "{{uppercase record.company_name}} ({{record.address.country}})",
+        "slug": "{{lowercase (replace record.company_name \" \" \"-\")}}",
+        "contact_first": "{{first (split record.contact.name \" \")}}",
+        "created_day": { "template": "{{date_format record.updated_at \"%Y-%m-%d\"}}", "type": "date" },
+        "price": { "template": "{{number_format record.revenue 2}}", "type": "number" },
+    });
+    let mut fields: IndexMap<String, FieldSpec> = serde_json::from_value(spec).unwrap();
+    assert_eq!(fields.len(), 20);
+    fields.retain(|_, f| keep(f));
+    Mapping::compile(&fields).unwrap()
+}
+
+fn record() -> serde_json::Value {
+    json!({
+        "id": "C-10042",
+        "company_name": "Acme Tools GmbH",
+        "website": " acme-tools.example ",
+        "contact": { "name": "Ada Lovelace", "phone": "+44 20 7946 0000" },
+        "address": { "city": "Berlin", "zip": "10115", "country": "DE" },
+        "employees": 250,
+        "revenue": 12500000.5,
+        "active": "yes",
+        "founded": "1999-04-01",
+        "updated_at": "2024-05-01T10:30:00Z",
+        "segment": "SMB",
+        "industries": ["manufacturing", "retail"],
+        "lines": [{ "sku": "A-1", "qty": 2 }, { "sku": "B-2", "qty": 1 }]
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let m = mapping();
+    let rec = record();
+    let ctx = Context::new(
+        "bench",
+        "run-1",
+        Utc.with_ymd_and_hms(2024, 5, 1, 0, 0, 0).unwrap(),
+    );
+    assert!(m.apply(&rec, &ctx, OutputMode::Wire).is_ok());
+    let mut g = c.benchmark_group("mapping");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("20_fields_wire", |b| {
+        b.iter(|| m.apply(black_box(&rec), &ctx, OutputMode::Wire).unwrap())
+    });
+    g.bench_function("20_fields_native", |b| {
+        b.iter(|| m.apply(black_box(&rec), &ctx, OutputMode::Native).unwrap())
+    });
+    let is_template = |f: &FieldSpec| match f {
+        FieldSpec::Template(_) => true,
+        FieldSpec::Detailed(d) => d.template.is_some(),
+    };
+    let paths = subset(|f| !is_template(f));
+    g.bench_function("15_paths_only", |b| {
+        b.iter(|| {
+            paths
+                .apply(black_box(&rec), &ctx, OutputMode::Wire)
+                .unwrap()
+        })
+    });
+    let templates = subset(is_template);
+    g.bench_function("5_templates_only", |b| {
+        b.iter(|| {
+            templates
+                .apply(black_box(&rec), &ctx, OutputMode::Wire)
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -198,7 +198,6 @@ pub(crate) struct NoValue(pub String);
 
 /// The arguments of one helper call.
 pub(crate) struct Call<'a> {
-    name: &'static str,
     args: Vec<Option<&'a Value>>,
     hash: Vec<(&'a str, &'a Value)>,
     record: Option<&'a Value>,
@@ -243,6 +242,7 @@ type HelperFn = fn(&Call<'_>) -> Result<Out, String>;
 pub(crate) type PathCache = HashMap<String, CompiledPath>;
 
 /// Arity and behaviour of a helper.
+#[derive(Debug)]
 pub(crate) struct Spec {
     pub name: &'static str,
     pub min: usize,
@@ -568,6 +568,23 @@ fn lookup_map(c: &Call<'_>) -> Result<Out, String> {
     )))
 }
 
+/// Calls a helper; an error message starts with the helper's name.
+pub(crate) fn call_spec<'a>(
+    spec: &'static Spec,
+    args: Vec<Option<&'a Value>>,
+    hash: Vec<(&'a str, &'a Value)>,
+    record: Option<&'a Value>,
+    paths: &'a PathCache,
+) -> Result<Out, String> {
+    let call = Call {
+        args,
+        hash,
+        record,
+        paths,
+    };
+    (spec.f)(&call).map_err(|m| format!("{}: {m}", spec.name))
+}
+
 /// A [`Spec`] registered with Handlebars.
 struct Adapter {
     spec: &'static Spec,
@@ -602,15 +619,8 @@ impl Adapter {
             }
             hash.push((*k, p.value()));
         }
-        let call = Call {
-            name,
-            args,
-            hash,
-            record: ctx.data().get("record"),
-            paths: &self.paths,
-        };
-        (self.spec.f)(&call)
-            .map_err(|m| RenderErrorReason::Other(format!("{}: {m}", call.name)).into())
+        call_spec(self.spec, args, hash, ctx.data().get("record"), &self.paths)
+            .map_err(|m| RenderErrorReason::Other(m).into())
     }
 }
 

@@ -68,6 +68,7 @@
 mod convert;
 mod error;
 mod helpers;
+mod interp;
 mod mapping;
 mod path;
 mod spec;

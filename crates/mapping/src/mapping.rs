@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::convert::{Allowed, Input, Rules, Typed};
 use crate::error::{CompileError, FieldError};
 use crate::helpers::{NoValue, PathCache, registry};
+use crate::interp::{Env, Fail, Program};
 use crate::path::{CompiledPath, Found};
 use crate::spec::{FieldDetail, FieldSpec, FieldType};
 use crate::template::{self, CompiledTemplate, LookupError};
@@ -29,7 +30,11 @@ pub struct Mapping {
 struct Inner {
     fields: IndexMap<String, Field>,
     registry: Handlebars<'static>,
-    has_templates: bool,
+    paths: Arc<PathCache>,
+    /// Some template reads `flow`, `run` or `now` through the evaluator.
+    needs_env: bool,
+    /// Render every template with Handlebars (tests compare both ways).
+    force_handlebars: bool,
 }
 
 struct Field {
@@ -44,8 +49,15 @@ struct Field {
 enum Source {
     Const(Typed),
     Path(CompiledPath),
-    Record { segs: Vec<String>, raw: String },
-    Template(Box<Template>),
+    Record {
+        segs: Vec<String>,
+        raw: String,
+    },
+    Template {
+        tpl: Box<Template>,
+        /// The direct evaluator's form, when the template is in its subset.
+        program: Option<Program>,
+    },
 }
 
 impl std::fmt::Debug for Mapping {
@@ -92,14 +104,17 @@ impl Mapping {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let has_templates = compiled
+        let needs_env = compiled
             .values()
-            .any(|f| matches!(f.source, Source::Template(_)));
+            .any(|f| matches!(&f.source, Source::Template { program: Some(p), .. } if p.uses_env));
+        let paths = Arc::new(paths);
         Ok(Mapping {
             inner: Arc::new(Inner {
                 fields: compiled,
-                registry: registry(Arc::new(paths)),
-                has_templates,
+                registry: registry(paths.clone()),
+                paths,
+                needs_env,
+                force_handlebars: false,
             }),
         })
     }
@@ -134,13 +149,20 @@ impl Mapping {
         let inner = &*self.inner;
         let mut out = IndexMap::with_capacity(inner.fields.len());
         let mut errors = Vec::new();
-        let hb_ctx = if inner.has_templates {
-            Some(template_context(record, ctx))
-        } else {
-            None
+        let env = inner.needs_env.then(|| Env {
+            flow: Value::String(ctx.flow.clone()),
+            run: run_value(ctx),
+            now: Value::String(rfc3339(ctx.now)),
+        });
+        let mut eval = Eval {
+            record,
+            ctx,
+            env: env.as_ref(),
+            hb_ctx: None,
+            inner,
         };
         for (name, f) in &inner.fields {
-            match f.eval(record, hb_ctx.as_ref(), &inner.registry) {
+            match f.eval(&mut eval) {
                 Ok(Some(t)) => {
                     out.insert(name.clone(), t.output(f.rules.ty, mode));
                 }
@@ -160,18 +182,31 @@ impl Mapping {
     }
 }
 
-/// The data a template sees: `record`, `flow`, `run` (`id`, `started_at`) and `now`.
-fn template_context(record: &Value, ctx: &Context) -> HbContext {
+/// What evaluating one record's fields needs; the Handlebars context is built on first use.
+struct Eval<'a> {
+    record: &'a Value,
+    ctx: &'a Context,
+    env: Option<&'a Env>,
+    hb_ctx: Option<HbContext>,
+    inner: &'a Inner,
+}
+
+fn run_value(ctx: &Context) -> Value {
     let mut run = Map::with_capacity(2);
     run.insert("id".into(), Value::String(ctx.run_id.clone()));
     run.insert(
         "started_at".into(),
         Value::String(rfc3339(ctx.run_started_at)),
     );
+    Value::Object(run)
+}
+
+/// The data a template sees: `record`, `flow`, `run` (`id`, `started_at`) and `now`.
+fn template_context(record: &Value, ctx: &Context) -> HbContext {
     let mut root = Map::with_capacity(4);
     root.insert("record".into(), record.clone());
     root.insert("flow".into(), Value::String(ctx.flow.clone()));
-    root.insert("run".into(), Value::Object(run));
+    root.insert("run".into(), run_value(ctx));
     root.insert("now".into(), Value::String(rfc3339(ctx.now)));
     HbContext::from(Value::Object(root))
 }
@@ -181,12 +216,8 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Field {
-    fn eval(
-        &self,
-        record: &Value,
-        hb_ctx: Option<&HbContext>,
-        registry: &Handlebars<'static>,
-    ) -> Result<Option<Typed>, String> {
+    fn eval(&self, ev: &mut Eval<'_>) -> Result<Option<Typed>, String> {
+        let record = ev.record;
         let value = match &self.source {
             Source::Const(t) => return Ok(Some(t.clone())),
             Source::Path(p) => match p.find(record) {
@@ -201,11 +232,18 @@ impl Field {
                 }
                 Err(LookupError::BadIndex(s)) => Err(bad_index(&s)),
             },
-            Source::Template(t) => {
-                let Some(ctx) = hb_ctx else {
-                    return Err("internal: no template context".into());
-                };
-                match render(t, registry, ctx) {
+            Source::Template {
+                program: Some(p), ..
+            } if !ev.inner.force_handlebars => match p.render(record, ev.env, &ev.inner.paths) {
+                Ok(text) => self.rules.convert_text(&text),
+                Err(Fail::Absent(why)) => return self.absent(Absent::Missing(why)),
+                Err(Fail::Error(msg)) => Err(msg),
+            },
+            Source::Template { tpl, .. } => {
+                let hb_ctx = ev
+                    .hb_ctx
+                    .get_or_insert_with(|| template_context(ev.record, ev.ctx));
+                match render(tpl, &ev.inner.registry, hb_ctx) {
                     Ok(text) => self.rules.convert_text(&text),
                     Err(e) => match render_error(e) {
                         Ok(absent) => return self.absent(absent),
@@ -234,7 +272,7 @@ impl Field {
     }
 }
 
-fn bad_index(s: &str) -> String {
+pub(crate) fn bad_index(s: &str) -> String {
     format!("cannot look up \"{s}\" in a list (use a number)")
 }
 
@@ -387,7 +425,10 @@ fn compile_field(
         origin = Some(t.clone());
         match template::compile(name, t, paths) {
             Ok(CompiledTemplate::Record { segs, raw }) => Some(Source::Record { segs, raw }),
-            Ok(CompiledTemplate::Handlebars(tpl)) => Some(Source::Template(tpl)),
+            Ok(CompiledTemplate::Handlebars(tpl)) => {
+                let program = Program::compile(&tpl);
+                Some(Source::Template { tpl, program })
+            }
             Err(mut e) => {
                 errors.append(&mut e);
                 None
@@ -410,6 +451,29 @@ fn compile_field(
 
 #[cfg(test)]
 impl Mapping {
+    /// This mapping with every template rendered by Handlebars.
+    pub(crate) fn forcing_handlebars(fields: &IndexMap<String, FieldSpec>) -> Mapping {
+        let m = Mapping::compile(fields).unwrap();
+        let inner = Arc::try_unwrap(m.inner).ok().unwrap();
+        Mapping {
+            inner: Arc::new(Inner {
+                force_handlebars: true,
+                ..inner
+            }),
+        }
+    }
+
+    /// Whether `field` is a template evaluated without Handlebars.
+    pub(crate) fn is_evaluated(&self, field: &str) -> bool {
+        matches!(
+            self.inner.fields.get(field).map(|f| &f.source),
+            Some(Source::Template {
+                program: Some(_),
+                ..
+            })
+        )
+    }
+
     /// Whether `field` is looked up directly (a path, or a template that is one record path).
     pub(crate) fn is_fast(&self, field: &str) -> bool {
         matches!(
@@ -785,5 +849,129 @@ mod tests {
             wire(&m, json!({ "p": "x" })).unwrap_err(),
             ["field a: number_format: \"x\" is not a number (from {{number_format record.p 2}})"]
         );
+    }
+
+    /// Runs every template both through the direct evaluator and through Handlebars.
+    fn both_ways(templates: &[&str], records: &[Value]) {
+        for t in templates {
+            let mut spec = IndexMap::new();
+            spec.insert("f".to_owned(), FieldSpec::template(*t));
+            let direct = Mapping::compile(&spec).unwrap();
+            let hb = Mapping::forcing_handlebars(&spec);
+            for r in records {
+                let a = wire(&direct, r.clone());
+                let b = wire(&hb, r.clone());
+                assert_eq!(a, b, "template {t:?} on {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn evaluator_matches_handlebars() {
+        let templates = [
+            "{{uppercase record.name}} ({{record.address.country}})",
+            "{{lowercase (replace record.name \" \" \"-\")}}",
+            "{{first (split record.contact \" \")}}",
+            "{{last (split record.contact \" \")}} / {{nth (split record.contact \" \") -2}}",
+            "{{date_format record.at \"%Y-%m-%d\"}}",
+            "{{number_format record.n 2}}",
+            "{{default record.nick record.name \"x\"}}",
+            "{{default (jsonpath \"$.nope\") \"fallback\"}}",
+            "{{jsonpath \"$.list[*]\"}}",
+            "{{join (jsonpath \"$.list[*]\") \";\"}}",
+            "{{lookup_map record.code A=\"alpha\" B=\"beta\"}}",
+            "{{lookup_map record.code \"other\" A=\"alpha\"}}",
+            "{{concat record.n \"/\" record.flag \"/\" record.none}}",
+            "{{record.list}} {{record.address}} {{record.n}} {{record.flag}} {{record.none}}",
+            "{{flow}} {{run.id}} {{run.started_at}} {{now}}",
+            "{{date_format now \"%H:%M:%S\"}}",
+            "a&b {{{record.name}}} {{~record.name~}} {{!-- c --}}",
+            "{{lowercase record.missing}}",
+            "{{lowercase (jsonpath \"$.nope\")}}",
+            "{{jsonpath \"$.nope\"}}",
+            "{{record.list.x}}",
+            "{{record.list.1}}",
+            "{{lookup_map record.code X=record.missing}}",
+            "{{number_format record.name 2}}",
+            "{{uppercase (default record.missing record.nick)}}",
+        ];
+        let records = [
+            json!({
+                "name": "Acme Tools", "address": { "country": "DE" }, "contact": "Ada King Lovelace",
+                "at": "2024-05-01T10:30:00Z", "n": 12.345, "nick": null, "code": "A",
+                "list": ["x", "y"], "flag": true, "none": null
+            }),
+            json!({
+                "name": "", "address": {}, "contact": "", "at": 0, "n": "-0.005", "nick": "N",
+                "code": "Z", "list": [], "flag": false, "none": null
+            }),
+            json!({}),
+        ];
+        both_ways(&templates, &records);
+        let m = Mapping::compile(
+            &templates
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("f{i}"), FieldSpec::template(*t)))
+                .collect(),
+        )
+        .unwrap();
+        for (i, t) in templates.iter().enumerate() {
+            let f = format!("f{i}");
+            assert!(m.is_evaluated(&f) || m.is_fast(&f), "{t}");
+        }
+    }
+
+    #[test]
+    fn handlebars_renders_the_rest() {
+        let templates = [
+            "{{#if record.a}}yes {{record.a}}{{else}}no{{/if}}",
+            "{{#each record.list}}{{this}},{{/each}}",
+            "{{lookup record.list 1}}",
+            "{{#with record.address}}{{country}}{{/with}}",
+            "{{@root.record.a}}",
+            "{{eq record.a \"x\"}}",
+        ];
+        let spec: IndexMap<String, FieldSpec> = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("f{i}"), FieldSpec::template(*t)))
+            .collect();
+        let m = Mapping::compile(&spec).unwrap();
+        for i in 0..templates.len() {
+            assert!(!m.is_evaluated(&format!("f{i}")) && !m.is_fast(&format!("f{i}")));
+        }
+        let out = wire(
+            &m,
+            json!({ "a": "x", "list": [1, 2], "address": { "country": "DE" } }),
+        )
+        .unwrap();
+        let vals: Vec<&Value> = out.values().collect();
+        assert_eq!(
+            vals,
+            [
+                &json!("yes x"),
+                &json!("1,2,"),
+                &json!("2"),
+                &json!("DE"),
+                &json!("x"),
+                &json!("true")
+            ]
+        );
+    }
+
+    #[test]
+    fn documented_examples_both_ways() {
+        let record: Value = serde_json::from_str(crate::EXAMPLE_RECORD).unwrap();
+        let templates: Vec<&str> = crate::helpers_doc().iter().map(|d| d.example).collect();
+        both_ways(&templates, &[record.clone()]);
+        let spec: IndexMap<String, FieldSpec> = crate::helpers_doc()
+            .iter()
+            .map(|d| (d.name.to_owned(), FieldSpec::template(d.example)))
+            .collect();
+        let out = wire(&Mapping::compile(&spec).unwrap(), record).unwrap();
+        for d in crate::helpers_doc() {
+            assert_eq!(out[d.name], json!(d.result), "{}", d.name);
+        }
     }
 }
