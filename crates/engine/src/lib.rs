@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod env;
 pub mod load;
 pub mod model;
+pub mod runtime;
 pub mod schedule;
 pub mod schema;
 pub mod structure;

@@ -1,0 +1,4 @@
+//! File and HTTP actions.
+
+pub mod file;
+pub mod http;

@@ -1,0 +1,4 @@
+//! Sources of scheduled flows.
+
+pub mod file;
+pub mod http;
