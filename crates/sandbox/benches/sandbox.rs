@@ -75,7 +75,7 @@ fn upsert_bodies(batches: usize, offset: usize, generation: usize) -> Vec<String
                         "id": format!("bench{n}@example.com"),
                         "idProperty": "email",
                         "objectWriteTraceId": format!("{n}"),
-                        "properties": {"firstname": format!("F{generation}"), "lastname": format!("L{n}"), "company_category": "retail"}
+                        "properties": {"firstname": format!("F{generation}"), "lastname": format!("L{n}"), "contact_category": "retail"}
                     })
                 })
                 .collect();

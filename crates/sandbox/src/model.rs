@@ -123,8 +123,18 @@ pub fn now_ms() -> i64 {
 
 /// Formats epoch milliseconds as HubSpot does: `2024-01-17T19:55:04.281Z`.
 pub fn fmt_ms(ms: i64) -> String {
-    match Utc.timestamp_millis_opt(ms).single() {
-        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+    use chrono::Datelike;
+    match DateTime::from_timestamp_millis(ms) {
+        Some(dt) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            dt.year(),
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+            ms.rem_euclid(1000)
+        ),
         None => ms.to_string(),
     }
 }

@@ -200,7 +200,40 @@ fn contains_token(value: &str, pattern: &str) -> bool {
             .any(|tok| !tok.is_empty() && tok == pattern)
 }
 
+/// `value` (any case) equals `lower` (already lower-case).
+fn eq_lower(value: &str, lower: &str) -> bool {
+    if value.is_ascii() {
+        value.eq_ignore_ascii_case(lower)
+    } else {
+        value.to_lowercase() == lower
+    }
+}
+
 impl Filter {
+    /// Fast path for text equality operators: no allocation per record.
+    fn test_text(&self, v: Option<&str>) -> Option<bool> {
+        let v = v.filter(|s| !s.is_empty());
+        let is = |x: &Typed| matches!((v, x), (Some(v), Typed::Text(t)) if eq_lower(v, t));
+        match self.op {
+            Op::Eq => Some(self.value.as_ref().is_some_and(is)),
+            Op::Neq => Some(!self.value.as_ref().is_some_and(is)),
+            Op::In => Some(self.values.iter().any(is)),
+            Op::NotIn => Some(!self.values.iter().any(is)),
+            Op::Has => Some(v.is_some()),
+            Op::NotHas => Some(v.is_none()),
+            _ => None,
+        }
+    }
+
+    /// Whether the index range bounds already express this filter exactly.
+    fn captured_by_range(&self, ik: Kind) -> bool {
+        self.kind == ik
+            && matches!(
+                self.op,
+                Op::Eq | Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Between
+            )
+    }
+
     fn parse(ts: &TypeStore, f: &Value) -> Result<Filter, ApiError> {
         let prop = f
             .get("propertyName")
@@ -495,6 +528,11 @@ pub(crate) fn search(
     let visible = |rec: &Record| !check_lag || rec.searchable_at.is_none_or(|t| t <= now);
     let test_record = |id: u64, rec: &Record, group: &[Filter]| -> bool {
         group.iter().all(|f| {
+            if f.kind == Kind::Text
+                && let Some(hit) = f.test_text(rec.props.get(&f.prop).map(String::as_str))
+            {
+                return hit;
+            }
             let v = typed_value(ts, f.kind, &f.prop, id, rec);
             f.test(v.as_ref())
         })
@@ -553,8 +591,9 @@ pub(crate) fn search(
         let key_only = group.iter().all(|f| f.kind == ik || f.kind == Kind::Id)
             && query.is_none()
             && !check_lag;
+        let residual: Vec<&Filter> = group.iter().filter(|f| !f.captured_by_range(ik)).collect();
         let key_test = |(t, id): (i64, u64)| -> bool {
-            group.iter().all(|f| {
+            residual.iter().all(|f| {
                 let v = if f.kind == Kind::Id {
                     Typed::Num(id as f64)
                 } else {
@@ -564,7 +603,30 @@ pub(crate) fn search(
             })
         };
         let mut matched: Vec<u64> = vec![];
-        if let Some(range) = key_range(lo, hi) {
+        if let Some(range) = key_range(lo, hi)
+            && key_only
+            && residual.is_empty()
+            && index_ordered
+        {
+            // every filter is the range itself: count keys, take the page directly
+            total = index.range(range).count();
+            page = if desc {
+                index
+                    .range(range)
+                    .rev()
+                    .skip(after)
+                    .take(limit)
+                    .map(|k| k.1)
+                    .collect()
+            } else {
+                index
+                    .range(range)
+                    .skip(after)
+                    .take(limit)
+                    .map(|k| k.1)
+                    .collect()
+            };
+        } else if let Some(range) = key_range(lo, hi) {
             let mut visit = |k: (i64, u64)| {
                 let ok = if key_only {
                     key_test(k)
