@@ -26,7 +26,9 @@ fn generate(dir: &Path, count: usize) {
             _ => "schedule:\n  every: 1h\nsource:\n  http:\n    connection: erp\n    path: /customers\n    records: $.data\n    pagination: { cursor: { path: $.next, param: cursor } }\n".to_string(),
         };
         let action = match i % 3 {
-            0 => "  - hubspot: { connection: hubspot, operation: upsert, object: contact, match_on: email }\n",
+            0 => {
+                "  - hubspot: { connection: hubspot, operation: upsert, object: contact, match_on: email }\n"
+            }
             1 => "  - file: { path: out/x.jsonl }\n",
             _ => "  - http: { connection: erp, path: \"/c/{{record.id}}\", batch_size: 20 }\n",
         };
@@ -53,7 +55,12 @@ fn main() {
         let v = rivulet_engine::validate_paths(&[flows_dir.to_path_buf()], &options).unwrap();
         in_process.push(start.elapsed());
         assert_eq!(v.flows.len(), FLOWS);
-        assert_eq!(v.count(rivulet_engine::Severity::Error), 0, "{:?}", v.diagnostics.first());
+        assert_eq!(
+            v.count(rivulet_engine::Severity::Error),
+            0,
+            "{:?}",
+            v.diagnostics.first()
+        );
     }
 
     // The binary, as CI runs it.
@@ -69,13 +76,23 @@ fn main() {
             .output()
             .unwrap();
         binary.push(start.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
     println!("validate {FLOWS} generated flow files + 1 connections file");
-    println!("  in-process (median of 5): {:>8.1} ms", median(&mut in_process).as_secs_f64() * 1e3);
-    println!("  rivulet validate --format json (median of 5, wall clock): {:>8.1} ms", median(&mut binary).as_secs_f64() * 1e3);
+    println!(
+        "  in-process (median of 5): {:>8.1} ms",
+        median(&mut in_process).as_secs_f64() * 1e3
+    );
+    println!(
+        "  rivulet validate --format json (median of 5, wall clock): {:>8.1} ms",
+        median(&mut binary).as_secs_f64() * 1e3
+    );
 }

@@ -5,6 +5,7 @@
 //! failed; 2 usage or I/O error (bad flags, unreadable paths).
 
 mod cmd;
+mod demo;
 mod render;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of flow or connections files (for editors and other tools).
     Schema(cmd::schema::Args),
+    /// Run the flows: triggers, schedules, mappings and actions, with durable state.
+    Run(cmd::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Schema(args) => cmd::schema::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,221 @@
+//! `rivulet run`: every flow in a directory, as a long-lived service (or once).
+
+use crate::render::{self, Format};
+use anyhow::Context as _;
+use rivulet_engine::runtime::runner::{self, RunOptions};
+use rivulet_engine::runtime::state::SqliteStore;
+use rivulet_engine::validate::{Options, validate_paths};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `rivulet run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Flow files or directories.
+    #[arg(default_value = "flows")]
+    paths: Vec<PathBuf>,
+    /// The state database (default: `.rivulet/state.db` beside the flows directory; with
+    /// `--sandbox`, a fresh temporary one).
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// Run every flow once (one poll, one schedule tick), print a summary and exit: 0 when
+    /// every record went through, 1 when some failed.
+    #[arg(long)]
+    once: bool,
+    /// Read and map, print what would be sent, write nothing and move no cursor.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run only this flow (repeatable).
+    #[arg(long = "flow", value_name = "NAME")]
+    flows: Vec<String>,
+    /// Start the built-in HubSpot sandbox (seeded with demo companies and contacts) and a demo
+    /// HTTP API, and point every connection at them: try the flows with no account.
+    #[arg(long)]
+    sandbox: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// After SIGINT/SIGTERM, how long in-flight work may take to finish and be recorded.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    grace: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    rivulet_engine::model::Duration::parse(s).map(|d| d.get())
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RIVULET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(color);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+/// The default state file: `.rivulet/state.db` in the folder that holds the flows folder.
+fn default_state(paths: &[PathBuf]) -> PathBuf {
+    let first = paths
+        .first()
+        .map(PathBuf::as_path)
+        .unwrap_or(Path::new("flows"));
+    let dir = if first.is_dir() {
+        first
+    } else {
+        first.parent().unwrap_or(Path::new("."))
+    };
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.parent()
+        .unwrap_or(&dir)
+        .join(".rivulet")
+        .join("state.db")
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logs(args.log_format);
+    let validation = validate_paths(&args.paths, &Options::default())?;
+    if !validation.is_valid(false) {
+        let mut stdout = std::io::stdout().lock();
+        render::validation(&mut stdout, &validation, Format::Human, false)?;
+        eprintln!("rivulet: not starting: the flows are invalid");
+        return Ok(ExitCode::from(1));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut options = RunOptions { once: args.once, dry_run: args.dry_run, flows: args.flows.clone(), ..RunOptions::default() };
+        let mut _keep = None;
+        let mut demo = None;
+        let temp_state;
+        let state_path = match (&args.state, args.sandbox) {
+            (Some(p), _) => p.clone(),
+            (None, true) => {
+                temp_state = tempfile_dir()?;
+                temp_state.join("state.db")
+            }
+            (None, false) => default_state(&args.paths),
+        };
+        if args.sandbox {
+            let sandbox = rivulet_sandbox::Sandbox::start(rivulet_sandbox::SandboxConfig { demo_data: true, ..Default::default() })
+                .await
+                .context("starting the sandbox")?;
+            tracing::info!(url = %sandbox.url(), "HubSpot sandbox started with demo companies and contacts");
+            options.hubspot_override = Some((sandbox.url(), "sandbox".into()));
+            let (addr, received) = crate::demo::start().await.context("starting the demo HTTP API")?;
+            options.http_override = Some(format!("http://{addr}"));
+            demo = Some(received);
+            _keep = Some(sandbox);
+        }
+        let store = SqliteStore::open(&state_path).with_context(|| format!("opening state {}", state_path.display()))?;
+        tracing::info!(state = %state_path.display(), flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "starting");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: finishing the work in hand");
+            let _ = stop_tx.send(true);
+        });
+        let mut stop_for_grace = stop_rx.clone();
+        let grace = args.grace;
+        let run = runner::run(&validation, Arc::new(store), options, stop_rx);
+        tokio::pin!(run);
+        let summary = tokio::select! {
+            result = &mut run => result?,
+            _ = async {
+                while !*stop_for_grace.borrow() {
+                    if stop_for_grace.changed().await.is_err() { std::future::pending::<()>().await; }
+                }
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace = ?grace, "in-flight work did not finish within the grace period; its records will be read again on restart");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        print_summary(&summary, demo.as_ref());
+        if let Some(sandbox) = _keep.take() {
+            sandbox.shutdown().await;
+        }
+        Ok(if args.once && summary.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "rivulet-sandbox-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_summary(summary: &runner::Summary, demo: Option<&crate::demo::Received>) {
+    println!(
+        "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
+        "flow", "runs", "read", "succeeded", "failed", "skipped"
+    );
+    for (name, f) in &summary.flows {
+        println!(
+            "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
+            name, f.runs, f.counts.read, f.counts.succeeded, f.counts.failed, f.counts.skipped
+        );
+        for e in &f.errors {
+            println!("  error: {e}");
+        }
+    }
+    println!("search calls: {}", summary.search_calls);
+    if let Some(d) = demo {
+        for connection in ["erp_webhook", "shop"] {
+            let n = d.count(connection);
+            if n > 0 {
+                println!("demo API `{connection}` received {n} records");
+            }
+        }
+    }
+}
