@@ -400,7 +400,8 @@ impl HttpReader {
             }
             [Value::Array(a)] => a.iter().collect(),
             [Value::Null] => Vec::new(),
-            [Value::Object(_)] if self.records.src != "$" => found,
+            // One match of a path that selects many (`$.data[*]`) is one record.
+            [Value::Object(_)] if selects_many(&self.records.src) => found,
             [_] => {
                 return Err(self.bad_response(
                     resp,
@@ -469,6 +470,11 @@ impl HttpReader {
             },
         })
     }
+}
+
+/// Whether a JSONPath can select several values (wildcards, descent, filters, slices).
+fn selects_many(path: &str) -> bool {
+    path.contains(['*', '?', ':']) || path.contains("..")
 }
 
 /// A scalar as a query parameter or version: strings as they are, others as JSON.
