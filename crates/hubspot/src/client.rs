@@ -269,7 +269,7 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                 };
-                window.observe(
+                slot.observe(
                     header("x-hubspot-ratelimit-max").map(|v| v as u32),
                     header("x-hubspot-ratelimit-remaining").map(|v| v as u32),
                     header("x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis),

@@ -26,19 +26,30 @@ struct WindowState {
     limit: u32,
     /// One entry per counted request: `None` while in flight, else when it stops counting.
     slots: Vec<Option<Instant>>,
+    /// Requests HubSpot counted that we did not send (other apps, other processes sharing the
+    /// budget), by when they stop counting.
+    foreign: Vec<Instant>,
     /// Nothing is admitted before this instant (set after a 429).
     paused_until: Option<Instant>,
     next_ticket: u64,
     tickets: Vec<u64>,
+    /// Our requests that have stopped counting, ever.
+    expired: u64,
 }
 
 impl WindowState {
+    fn counted(&self) -> usize {
+        self.slots.len() + self.foreign.len()
+    }
+
     fn purge(&mut self, now: Instant) {
+        self.foreign.retain(|t| *t > now);
         let mut i = 0;
         while i < self.slots.len() {
             if matches!(self.slots[i], Some(t) if t <= now) {
                 self.slots.swap_remove(i);
                 self.tickets.swap_remove(i);
+                self.expired += 1;
             } else {
                 i += 1;
             }
@@ -51,6 +62,21 @@ impl WindowState {
 pub(crate) struct Slot {
     window: Arc<RollingWindow>,
     ticket: u64,
+    /// `expired` when it was admitted.
+    expired_then: u64,
+}
+
+impl Slot {
+    /// Takes in what HubSpot's `X-HubSpot-RateLimit-*` headers on this request's answer say.
+    pub(crate) fn observe(
+        &self,
+        max: Option<u32>,
+        remaining: Option<u32>,
+        interval: Option<Duration>,
+    ) {
+        self.window
+            .observe(self.expired_then, max, remaining, interval);
+    }
 }
 
 impl Drop for Slot {
@@ -72,9 +98,11 @@ impl RollingWindow {
             state: Mutex::new(WindowState {
                 limit,
                 slots: Vec::with_capacity(limit as usize),
+                foreign: Vec::new(),
                 paused_until: None,
                 next_ticket: 0,
                 tickets: Vec::with_capacity(limit as usize),
+                expired: 0,
             }),
             changed: Notify::new(),
             per,
@@ -93,7 +121,7 @@ impl RollingWindow {
                 st.purge(now);
                 match st.paused_until {
                     Some(until) if until > now => Some(until),
-                    _ if (st.slots.len() as u32) < st.limit => {
+                    _ if (st.counted() as u32) < st.limit => {
                         let ticket = st.next_ticket;
                         st.next_ticket += 1;
                         st.slots.push(None);
@@ -101,11 +129,12 @@ impl RollingWindow {
                         return Slot {
                             window: Arc::clone(self),
                             ticket,
+                            expired_then: st.expired,
                         };
                     }
                     // Full: the earliest finished request frees a place; if all are in flight,
                     // only an answer (a notification) can.
-                    _ => st.slots.iter().flatten().min().copied(),
+                    _ => st.slots.iter().flatten().chain(&st.foreign).min().copied(),
                 }
             };
             match wake {
@@ -129,11 +158,15 @@ impl RollingWindow {
         }
     }
 
-    /// Takes in what HubSpot's `X-HubSpot-RateLimit-*` headers say: a smaller maximum lowers the
-    /// limit; fewer requests remaining than we think (other apps or processes share the budget)
-    /// count phantom requests so that we slow down before HubSpot refuses.
-    pub(crate) fn observe(
+    /// A smaller server maximum lowers the limit. HubSpot's count when it took the request
+    /// (`max - remaining`) beyond every request of ours it could have counted is usage we did
+    /// not make (other apps share the budget): it is counted for a window, so we slow down
+    /// before HubSpot refuses. "Could have counted" = ours counting now plus ours that stopped
+    /// counting since this request was admitted: requests in flight together arrive in any
+    /// order, and the header is as old as the request's trip.
+    fn observe(
         &self,
+        expired_then: u64,
         max: Option<u32>,
         remaining: Option<u32>,
         interval: Option<Duration>,
@@ -143,23 +176,21 @@ impl RollingWindow {
         if let Some(max) = max.filter(|m| *m > 0 && *m < st.limit) {
             st.limit = max;
         }
-        let Some(remaining) = remaining else { return };
+        let (Some(max), Some(remaining)) = (max, remaining) else {
+            return;
+        };
         st.purge(now);
-        let ours = st.limit.saturating_sub(st.slots.len() as u32);
-        if remaining < ours {
-            let expires = now + interval.unwrap_or(self.per).min(self.per);
-            for _ in 0..(ours - remaining) {
-                let ticket = st.next_ticket;
-                st.next_ticket += 1;
-                st.slots.push(Some(expires));
-                st.tickets.push(ticket);
-            }
+        let ours = st.slots.len() as u64 + (st.expired - expired_then);
+        let foreign = u64::from(max.saturating_sub(remaining)).saturating_sub(ours) as usize;
+        let expires = now + interval.unwrap_or(self.per).min(self.per);
+        while st.foreign.len() < foreign {
+            st.foreign.push(expires);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn counted(&self) -> usize {
-        self.state.lock().slots.len()
+        self.state.lock().counted()
     }
 }
 
@@ -269,12 +300,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn headers_slow_us_down() {
         let w = RollingWindow::new(10, Duration::from_secs(10));
-        drop(w.acquire().await);
-        // The server says only 2 remain (someone else used the budget): 9 local places shrink to 2.
-        w.observe(Some(10), Some(2), Some(Duration::from_secs(10)));
+        let slot = w.acquire().await;
+        // The server says only 2 remain (someone else used 7): 9 local places shrink to 2.
+        slot.observe(Some(10), Some(2), Some(Duration::from_secs(10)));
+        assert_eq!(w.counted(), 8);
+        // The same news again adds nothing.
+        slot.observe(Some(10), Some(2), Some(Duration::from_secs(10)));
         assert_eq!(w.counted(), 8);
         // A lower server maximum lowers our limit.
-        w.observe(Some(5), None, None);
+        slot.observe(Some(5), None, None);
+        drop(slot);
         let start = Instant::now();
         drop(w.acquire().await);
         assert_eq!(Instant::now() - start, Duration::from_secs(10));

@@ -519,6 +519,43 @@ async fn matching_throttle_gets_no_429s() {
 }
 
 #[tokio::test]
+async fn rate_limit_headers_reveal_a_shared_budget() {
+    // Two processes share one app's budget, each configured as if it had it all.
+    let sb = sandbox(SandboxConfig {
+        rate_limit: Some(RateLimit::new(10, Duration::from_secs(1))),
+        latency: Duration::from_millis(20),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let mut config = fast(&sb);
+    config.throttle = Throttle {
+        limit: 10,
+        per: Duration::from_secs(1),
+    };
+    config.concurrent_connections = 2;
+    let clients = [
+        Client::new(config.clone()).unwrap(),
+        Client::new(config).unwrap(),
+    ];
+    let mut tasks = Vec::new();
+    for client in &clients {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                c.get(&ObjectType::Contacts, "1", None, &[]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let limited: u64 = clients.iter().map(|c| c.stats().rate_limited).sum();
+    eprintln!("429s with a shared budget: {limited} of 40 requests");
+    // Blind, each would send its 10 per second and half of all requests would be refused.
+    assert!(limited <= 8, "{limited} 429s");
+}
+
+#[tokio::test]
 async fn a_429_storm_is_ridden_out() {
     for retry_after in [false, true] {
         let sb = sandbox(SandboxConfig {
