@@ -523,8 +523,13 @@ mod tests {
     #[test]
     fn ordering_of_incremental_values() {
         assert!(greater(&json!(10), &json!(9)));
-        assert!(greater(
+        // By instant, not by text: 00:00+01:00 is 23:00Z.
+        assert!(!greater(
             &json!("2026-01-02T00:00:00+01:00"),
+            &json!("2026-01-01T23:30:00Z")
+        ));
+        assert!(greater(
+            &json!("2026-01-02T00:00:00+00:15"),
             &json!("2026-01-01T23:30:00Z")
         ));
         assert!(!greater(&json!("2026-01-01"), &json!("2026-01-02")));
