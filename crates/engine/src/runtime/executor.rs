@@ -278,10 +278,30 @@ impl FlowRuntime {
                 let mut positions = Vec::new();
                 for (i, p) in prepared.iter().enumerate() {
                     match ledger.get(&p.record.key) {
+                        // A crash came between announcing this create and recording it.
                         Some(entry) if entry.state == "pending" => {
-                            outcomes[i] = Some(ActionOutcome::Unknown {
-                                reason: "Rivulet stopped while this record was being created in HubSpot; it may exist already".into(),
-                            });
+                            match writer.find_created(p).await {
+                                Ok(Some(id)) => {
+                                    commit.ledger_done.push((
+                                        index,
+                                        p.record.key.clone(),
+                                        Some(id.clone()),
+                                    ));
+                                    outcomes[i] = Some(ActionOutcome::Done { id: Some(id) });
+                                }
+                                Ok(None) => {
+                                    known.push(None);
+                                    to_write.push(*p);
+                                    positions.push(i);
+                                }
+                                Err(why) => {
+                                    outcomes[i] = Some(ActionOutcome::Unknown {
+                                        reason: format!(
+                                            "Rivulet stopped while this record was being created in HubSpot, so it may exist already ({why})"
+                                        ),
+                                    });
+                                }
+                            }
                         }
                         entry => {
                             known.push(entry.and_then(|e| e.target_id.clone()));

@@ -72,6 +72,28 @@ impl HubSpotWriter {
         }
     }
 
+    /// After a crash interrupted a create, whether HubSpot has the record: looked up by the
+    /// object's unique property (a contact's email) when the mapping provides it. `Ok(None)`
+    /// means it surely does not exist; `Err` means nobody can tell.
+    pub async fn find_created(&self, p: &Prepared<'_>) -> Result<Option<String>, String> {
+        let Some(prop) = self.object.unique_property() else {
+            return Err("this object type has no unique property to look the record up by".into());
+        };
+        let Some(value) = p
+            .fields
+            .get(prop)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(format!("the record has no `{prop}` to look it up by"));
+        };
+        match self.client.get(&self.object, value, Some(prop), &[]).await {
+            Ok(found) => Ok(found.map(|o| o.id)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn target(&self, p: &Prepared<'_>, ctx: &Context) -> Result<Target, String> {
         let rendered_id = match &self.id {
             Some(m) => {

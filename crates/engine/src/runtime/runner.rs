@@ -569,6 +569,9 @@ async fn poll_once(
                 continue;
             }
             let started = chrono::Utc::now();
+            if m.run.is_none() && m.flow.dry_run {
+                m.run = Some((0, Context::new(m.flow.name(), "dry-run", started)));
+            }
             if m.run.is_none() {
                 match m.flow.store.start_run(m.flow.name(), &started.to_rfc3339()) {
                     Ok(id) => {

@@ -1,0 +1,514 @@
+//! `rivulet run` end to end: the binary against the HubSpot sandbox (started in the test
+//! process so it outlives restarts and kills of the runner).
+
+mod common;
+
+use common::{rivulet, root};
+use rivulet_engine::runtime::state::{SqliteStore, StateStore};
+use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A flows folder wired to a sandbox.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new(sandbox_url: &str, flows: &[(&str, String)]) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let flows_dir = dir.path().join("flows");
+        std::fs::create_dir_all(&flows_dir).unwrap();
+        std::fs::write(
+            flows_dir.join("connections.yaml"),
+            format!(
+                "connections:\n  hubspot:\n    hubspot:\n      token: ${{HUBSPOT_TOKEN}}\n      base_url: {sandbox_url}\n      search_per_second: 50\n      throttle: {{ limit: 1000, per: 10s }}\n      timeout: 5s\n"
+            ),
+        )
+        .unwrap();
+        for (name, text) in flows {
+            std::fs::write(flows_dir.join(format!("{name}.yaml")), text).unwrap();
+        }
+        Workspace { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+        cmd.arg("run")
+            .arg(self.path("flows"))
+            .arg("--state")
+            .arg(self.path("state.db"))
+            .args(extra)
+            .env("HUBSPOT_TOKEN", "test-token")
+            .env("RIVULET_LOG", "warn")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    fn run_once(&self) -> Output {
+        let out = self.command(&["--once"]).output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The JSON lines of an output file (relative to the flows folder).
+    fn lines(&self, rel: &str) -> Vec<Value> {
+        match std::fs::read_to_string(self.path("flows").join(rel)) {
+            Ok(text) => text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a whole JSON line"))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.path("state.db")).unwrap()
+    }
+}
+
+fn trigger_flow(name: &str, object: &str, on: &str, out: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\ntrigger:\n  hubspot:\n    connection: hubspot\n    on: {on}\n    object: {object}\n    poll_every: 1s\n    start_from: beginning\n    settle: 1s\n    properties: [email, name]\nmapping:\n  id: \"{{{{record.id}}}}\"\n  updated: \"{{{{record.updatedAt}}}}\"\n{extra}actions:\n  - file: {{ path: {out} }}\n"
+    )
+}
+
+fn ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_unique(lines: &[Value]) {
+    let all = ids(lines);
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "duplicates delivered");
+}
+
+fn past(minutes: i64) -> i64 {
+    chrono::Utc::now().timestamp_millis() - minutes * 60_000
+}
+
+async fn sandbox(config: SandboxConfig) -> Sandbox {
+    Sandbox::start(config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_contacts_are_delivered_exactly_once_across_restarts() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 450).at(past(60)).step(1000))
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[(
+            "new",
+            trigger_flow("new", "contact", "new_record", "out/new.jsonl", ""),
+        )],
+    );
+    assert!(ws.run_once().status.success());
+    assert_eq!(ws.lines("out/new.jsonl").len(), 450);
+    // Nothing new: nothing delivered, one search.
+    let before = sb.store().endpoint_count("search");
+    assert!(ws.run_once().status.success());
+    assert_eq!(ws.lines("out/new.jsonl").len(), 450);
+    assert_eq!(
+        sb.store().endpoint_count("search") - before,
+        1,
+        "an idle poll costs one search"
+    );
+    // New records after a restart are picked up from the cursor.
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 50))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let out = ws.run_once();
+    assert!(out.status.success());
+    let lines = ws.lines("out/new.jsonl");
+    assert_eq!(lines.len(), 500);
+    assert_unique(&lines);
+    let runs = ws.store().runs(Some("new"), 10).unwrap();
+    assert_eq!(runs.iter().map(|r| r.counts.succeeded).sum::<u64>(), 500);
+    assert!(runs.iter().all(|r| r.status == "succeeded"));
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_delivered_under_new_or_updated_only() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    let created = sb
+        .store()
+        .seed(SeedSpec::generated("contacts", 100).at(past(30)).step(100))
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[
+            (
+                "new",
+                trigger_flow("new", "contact", "new_record", "out/new.jsonl", ""),
+            ),
+            (
+                "changed",
+                trigger_flow(
+                    "changed",
+                    "contact",
+                    "new_or_updated_record",
+                    "out/changed.jsonl",
+                    "",
+                ),
+            ),
+        ],
+    );
+    assert!(ws.run_once().status.success());
+    assert_eq!(ws.lines("out/new.jsonl").len(), 100);
+    assert_eq!(ws.lines("out/changed.jsonl").len(), 100);
+    let mut props = serde_json::Map::new();
+    props.insert("firstname".into(), Value::String("Changed".into()));
+    for id in &created[..10] {
+        sb.store().touch("contacts", id, &props, None).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(ws.run_once().status.success());
+    assert_eq!(
+        ws.lines("out/new.jsonl").len(),
+        100,
+        "an update is not a new record"
+    );
+    let changed = ws.lines("out/changed.jsonl");
+    assert_eq!(changed.len(), 110);
+    let counts = ids(&changed).into_iter().fold(HashMap::new(), |mut m, id| {
+        *m.entry(id).or_insert(0) += 1;
+        m
+    });
+    for id in &created[..10] {
+        assert_eq!(
+            counts[id], 2,
+            "contact {id} changed once: delivered twice in all"
+        );
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifteen_thousand_identical_timestamps_are_delivered_without_looping() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(
+            SeedSpec::generated("contacts", 15_000)
+                .at(past(120))
+                .step(0),
+        )
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[(
+            "same",
+            trigger_flow("same", "contact", "new_record", "out/same.jsonl", ""),
+        )],
+    );
+    let out = ws.run_once();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = ws.lines("out/same.jsonl");
+    assert_eq!(lines.len(), 15_000);
+    assert_unique(&lines);
+    let searches = sb.store().endpoint_count("search");
+    assert!(searches < 250, "{searches} searches for 15,000 records");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_lag_is_covered_by_settle_and_overlap() {
+    let sb = sandbox(SandboxConfig {
+        search_lag: Duration::from_secs(3),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let created = sb
+        .store()
+        .seed(SeedSpec::generated("contacts", 100).at(past(10)).step(10))
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[(
+            "changed",
+            trigger_flow(
+                "changed",
+                "contact",
+                "new_or_updated_record",
+                "out/changed.jsonl",
+                "",
+            ),
+        )],
+    );
+    assert!(ws.run_once().status.success());
+    assert_eq!(ws.lines("out/changed.jsonl").len(), 100);
+    let props = serde_json::Map::new();
+    for id in &created {
+        sb.store().touch("contacts", id, &props, None).unwrap();
+    }
+    // Invisible to search for 3 s: this poll sees nothing and moves its cursor past them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(ws.run_once().status.success());
+    assert_eq!(ws.lines("out/changed.jsonl").len(), 100);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(ws.run_once().status.success());
+    let lines = ws.lines("out/changed.jsonl");
+    assert_eq!(lines.len(), 200, "the overlap finds the late records");
+    assert!(ws.run_once().status.success());
+    assert_eq!(
+        ws.lines("out/changed.jsonl").len(),
+        200,
+        "and delivers them once"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_loses_nothing_and_creates_nothing_twice() {
+    let sb = sandbox(SandboxConfig {
+        latency: Duration::from_millis(40),
+        ..SandboxConfig::default()
+    })
+    .await;
+    sb.store()
+        .seed(
+            SeedSpec::generated("companies", 1500)
+                .at(past(90))
+                .step(100),
+        )
+        .unwrap();
+    let flow = "name: owners\ntrigger:\n  hubspot:\n    connection: hubspot\n    on: new_record\n    object: company\n    poll_every: 1s\n    start_from: beginning\n    settle: 1s\n    properties: [name, domain]\nmapping:\n  email: \"owner-{{record.id}}@kill.example\"\n  lastname: \"{{record.properties.name}}\"\nactions:\n  - hubspot: { connection: hubspot, operation: create, object: contact, batch_size: 50 }\n  - file: { path: out/owners.jsonl }\n".to_string();
+    let ws = Workspace::new(&sb.url(), &[("owners", flow)]);
+    let mut child = ws
+        .command(&[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while sb.store().count("contacts").unwrap() < 300 && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to flush anything
+    child.wait().unwrap();
+    let at_kill = sb.store().count("contacts").unwrap();
+    assert!(
+        at_kill > 0 && at_kill < 1500,
+        "killed mid-run ({at_kill} created)"
+    );
+    for _ in 0..3 {
+        ws.run_once();
+        if ws.lines("out/owners.jsonl").len() >= 1500 {
+            break;
+        }
+    }
+    assert_eq!(
+        sb.store().count("contacts").unwrap(),
+        1500,
+        "every company got exactly one owner contact"
+    );
+    let lines = ws.lines("out/owners.jsonl");
+    assert_eq!(
+        lines.len(),
+        1500,
+        "the file holds each record once, with no partial line"
+    );
+    let emails: HashSet<&str> = lines.iter().map(|l| l["email"].as_str().unwrap()).collect();
+    assert_eq!(emails.len(), 1500);
+    assert!(
+        ws.store()
+            .failures(Some("owners"), "failed", 10)
+            .unwrap()
+            .is_empty(),
+        "no record failed"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_429_storms_deliver_every_record_once() {
+    let sb = sandbox(SandboxConfig {
+        fault_rate: 0.10,
+        fault_seed: Some(7),
+        rate_limit: Some("20/1s".parse().unwrap()),
+        ..SandboxConfig::default()
+    })
+    .await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 1000).at(past(60)).step(10))
+        .unwrap();
+    let flow = "name: mirror\ntrigger:\n  hubspot:\n    connection: hubspot\n    on: new_record\n    object: contact\n    poll_every: 1s\n    start_from: beginning\n    settle: 1s\n    properties: [email, firstname]\nmapping:\n  external_id: \"c-{{record.id}}\"\n  name: \"{{record.properties.firstname}} {{record.id}}\"\nactions:\n  - hubspot: { connection: hubspot, operation: upsert, object: company, match_on: external_id }\n  - file: { path: out/mirror.jsonl }\n".to_string();
+    let ws = Workspace::new(&sb.url(), &[("mirror", flow)]);
+    for _ in 0..5 {
+        ws.run_once();
+        if ws.lines("out/mirror.jsonl").len() >= 1000
+            && ws.store().failures(None, "failed", 1).unwrap().is_empty()
+        {
+            break;
+        }
+    }
+    let lines = ws.lines("out/mirror.jsonl");
+    assert_eq!(lines.len(), 1000);
+    let unique: HashSet<&str> = lines
+        .iter()
+        .map(|l| l["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(unique.len(), 1000);
+    assert_eq!(sb.store().count("companies").unwrap(), 1000);
+    let stats = sb.store().stats();
+    let runs = ws.store().runs(Some("mirror"), 100).unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.counts.succeeded).sum::<u64>(),
+        1000,
+        "run history counts each record once"
+    );
+    assert!(ws.store().failures(None, "failed", 1).unwrap().is_empty());
+    eprintln!("sandbox stats: {stats:?}");
+    sb.shutdown().await;
+}
+
+#[test]
+fn the_readme_quick_start_runs_every_example_on_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("flows"), &dir.path().join("flows"));
+    let out = rivulet()
+        .current_dir(dir.path())
+        .args(["run", "flows", "--sandbox", "--once"])
+        .env("RIVULET_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for flow in [
+        "companies-from-erp",
+        "companies-to-webhook",
+        "customers-to-contacts",
+        "new-contacts-to-file",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(flow))
+            .unwrap_or_else(|| panic!("no summary row for {flow}: {stdout}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert!(
+            cols[2].parse::<u64>().unwrap() > 0,
+            "{flow} read nothing: {row}"
+        );
+        assert_eq!(cols[4], "0", "{flow} had failures: {row}");
+    }
+    let contacts = std::fs::read_to_string(dir.path().join("out/new-contacts.jsonl")).unwrap();
+    assert_eq!(contacts.lines().count(), 100);
+    assert!(
+        stdout.contains("demo API `erp_webhook` received 50 records"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_nothing_and_moves_no_cursor() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 30).at(past(60)).step(1000))
+        .unwrap();
+    let flow = trigger_flow("dry", "contact", "new_record", "out/dry.jsonl", "");
+    let ws = Workspace::new(&sb.url(), &[("dry", flow)]);
+    for _ in 0..2 {
+        let out = ws.command(&["--once", "--dry-run"]).output().unwrap();
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with("dry-run ")).count(),
+            30,
+            "{stdout}"
+        );
+    }
+    assert!(ws.lines("out/dry.jsonl").is_empty());
+    assert!(ws.store().runs(None, 10).unwrap().is_empty());
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_selection_invalid_flows_and_sigterm() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 5).at(past(60)).step(1000))
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[
+            (
+                "a",
+                trigger_flow("a", "contact", "new_record", "out/a.jsonl", ""),
+            ),
+            (
+                "b",
+                trigger_flow("b", "company", "new_record", "out/b.jsonl", ""),
+            ),
+        ],
+    );
+    let out = ws.command(&["--once", "--flow", "a"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(ws.lines("out/a.jsonl").len(), 5);
+    assert!(!ws.path("flows/out/b.jsonl").exists());
+    let out = ws.command(&["--once", "--flow", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no flow named `nope`"));
+
+    // A long-running runner stops cleanly on SIGTERM.
+    let child = ws
+        .command(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+
+    // Invalid flows: the runner refuses to start and says why.
+    std::fs::write(ws.path("flows/broken.yaml"), "name: broken\ntrigger:\n  hubspot: {connection: hubspot, on: new_record, object: contact}\nactions: []\n").unwrap();
+    let out = ws.run_once();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing the required key `poll_every`"));
+    sb.shutdown().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
