@@ -67,14 +67,14 @@ impl Typed {
     /// bools as bools, dates as `YYYY-MM-DD`, datetimes as RFC 3339, multi-enumerations as
     /// lists; an empty value is `""` for strings and enumerations, `[]` for multi-enumerations
     /// and `null` otherwise.
-    pub(crate) fn output(&self, ty: FieldType, mode: OutputMode) -> Value {
+    pub(crate) fn output(self, ty: FieldType, mode: OutputMode) -> Value {
         match mode {
             OutputMode::Wire => Value::String(match self {
                 Typed::Clear => String::new(),
-                Typed::Str(s) | Typed::Num(s) => s.clone(),
+                Typed::Str(s) | Typed::Num(s) => s,
                 Typed::Int(i) => i.to_string(),
                 Typed::Bool(b) => b.to_string(),
-                Typed::Date(d) => midnight_ms(*d).to_string(),
+                Typed::Date(d) => midnight_ms(d).to_string(),
                 Typed::DateTime(t) => t.timestamp_millis().to_string(),
                 Typed::Multi(v) => v.join(";"),
             }),
@@ -84,13 +84,13 @@ impl Typed {
                     FieldType::MultiEnumeration => Value::Array(Vec::new()),
                     _ => Value::Null,
                 },
-                Typed::Str(s) => Value::String(s.clone()),
-                Typed::Num(s) => native_number(s),
-                Typed::Int(i) => Value::from(*i),
-                Typed::Bool(b) => Value::Bool(*b),
+                Typed::Str(s) => Value::String(s),
+                Typed::Num(s) => native_number(&s),
+                Typed::Int(i) => Value::from(i),
+                Typed::Bool(b) => Value::Bool(b),
                 Typed::Date(d) => Value::String(d.format("%Y-%m-%d").to_string()),
                 Typed::DateTime(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-                Typed::Multi(v) => Value::Array(v.iter().cloned().map(Value::String).collect()),
+                Typed::Multi(v) => Value::Array(v.into_iter().map(Value::String).collect()),
             },
         }
     }
@@ -415,7 +415,13 @@ pub(crate) fn parse_when(raw: &str) -> Option<When> {
     let s = raw.trim();
     let b = s.as_bytes();
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(When::Day);
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0u32, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        return NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d).map(When::Day);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(When::At(t.with_timezone(&Utc)));

@@ -446,10 +446,10 @@ pub(crate) fn check_strftime(fmt: &str) -> Result<(), String> {
 }
 
 fn format_instant(at: DateTime<Utc>, fmt: &str) -> Result<String, String> {
-    check_strftime(fmt)?;
+    // Literal formats are checked at compile time; an invalid format fails here, not panics.
     let mut s = String::new();
     write!(s, "{}", at.format(fmt))
-        .map_err(|_| format!("cannot format a date with {}", quote(fmt)))?;
+        .map_err(|_| format!("{} is not a valid strftime format", quote(fmt)))?;
     Ok(s)
 }
 
