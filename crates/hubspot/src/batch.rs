@@ -346,6 +346,9 @@ impl Client {
         let ids: Vec<String> = inputs
             .iter()
             .filter_map(|(id, _)| id.as_deref().map(str::trim).filter(|s| !s.is_empty()))
+            // HubSpot record ids are numeric; anything else cannot exist, and asking for it
+            // could fail the whole read.
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
             .map(str::to_string)
             .collect::<HashSet<_>>()
             .into_iter()

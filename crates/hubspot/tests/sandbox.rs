@@ -371,6 +371,10 @@ async fn upsert_companies_by_id_or_unique_property() {
                 (None, WriteInput::new([("name", "Brand new")])),
                 (Some("999999".into()), WriteInput::new([("name", "Ghost")])),
                 (Some(" ".into()), WriteInput::new([("name", "Blank id")])),
+                (
+                    Some("not-an-id".into()),
+                    WriteInput::new([("name", "Bad id")]),
+                ),
             ],
             false,
         )
@@ -386,6 +390,7 @@ async fn upsert_companies_by_id_or_unique_property() {
         matches!(&out[2], WriteOutcome::Failed(e) if e.category == "OBJECT_NOT_FOUND" && e.status == Some(404))
     );
     assert!(matches!(out[3], WriteOutcome::Created { .. }));
+    assert!(matches!(&out[4], WriteOutcome::Failed(e) if e.category == "OBJECT_NOT_FOUND"));
     let out = client
         .upsert_by_id(
             &ObjectType::Companies,
