@@ -25,7 +25,22 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn batch_phase(url: &str, bodies: Vec<String>, clients: usize, label: &str) {
+/// Process CPU time (user + system) so far, from /proc (Linux); None elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+async fn batch_phase(
+    store: &rivulet_sandbox::Store,
+    url: &str,
+    bodies: Vec<String>,
+    clients: usize,
+    label: &str,
+) {
     let n = bodies.len();
     let chunks: Vec<Vec<String>> = {
         let mut v: Vec<Vec<String>> = (0..clients).map(|_| vec![]).collect();
@@ -34,6 +49,8 @@ async fn batch_phase(url: &str, bodies: Vec<String>, clients: usize, label: &str
         }
         v
     };
+    let log_before = store.requests().len();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut tasks = vec![];
     for chunk in chunks {
@@ -58,10 +75,29 @@ async fn batch_phase(url: &str, bodies: Vec<String>, clients: usize, label: &str
         t.await.expect("client task");
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(a, b)| a - b)
+        .filter(|c| *c > 0.0);
+    let mut server: Vec<f64> = store
+        .requests()
+        .iter()
+        .skip(log_before.min(store.requests().len()))
+        .filter(|r| r.endpoint == "batch_upsert")
+        .map(|r| r.duration_ms)
+        .collect();
+    server.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let median = server.get(server.len() / 2).copied().unwrap_or(0.0);
     println!(
-        "batch upsert ({label}): {n} requests x 100 contacts, {clients} clients: {:.0} requests/s ({:.0} records/s)",
+        "batch upsert ({label}): {n} requests x 100 contacts, {clients} clients: {:.0} requests/s wall ({:.0} records/s); server time per request p50 {median:.2} ms; process CPU (server + clients) {}",
         n as f64 / secs,
-        n as f64 * 100.0 / secs
+        n as f64 * 100.0 / secs,
+        cpu.map(|c| format!(
+            "{:.2} ms/request = {:.0} requests per CPU-second",
+            c * 1000.0 / n as f64,
+            n as f64 / c
+        ))
+        .unwrap_or_else(|| "n/a".into())
     );
 }
 
@@ -142,12 +178,12 @@ fn main() {
         println!("sandbox bench at {url} (limits off, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
         // warm-up
-        batch_phase(&url, upsert_bodies(50, 10_000_000, 0), clients, "warm-up").await;
-        batch_phase(&url, upsert_bodies(batches, 0, 1), clients, "creates").await;
-        batch_phase(&url, upsert_bodies(batches, 0, 2), clients, "updates").await;
+        let store = sb.store();
+        batch_phase(&store, &url, upsert_bodies(50, 10_000_000, 0), clients, "warm-up").await;
+        batch_phase(&store, &url, upsert_bodies(batches, 0, 1), clients, "creates").await;
+        batch_phase(&store, &url, upsert_bodies(batches, 0, 2), clients, "updates").await;
 
         // search over a million records
-        let store = sb.store();
         store.reset();
         let t0: i64 = 1_700_000_000_000;
         let step = 1_000; // one record per second: 1M records span ~11.6 days

@@ -7,7 +7,7 @@
 use crate::error::ApiError;
 use crate::model::{ObjectType, parse_ts};
 use crate::props::coerce;
-use crate::store::{Data, PropSel, Record, TypeStore};
+use crate::store::{Data, PropSel, Record, RecordView, TypeStore};
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::ops::Bound;
@@ -422,7 +422,7 @@ pub(crate) fn search(
     ty: ObjectType,
     body: &Value,
     now: Instant,
-) -> Result<Value, ApiError> {
+) -> Result<Vec<u8>, ApiError> {
     let ts = data.ts(ty);
     let limit = match body.get("limit") {
         None | Some(Value::Null) => 10,
@@ -676,15 +676,26 @@ pub(crate) fn search(
         Some(p) => PropSel::Names(p),
         None => PropSel::Defaults,
     };
-    let results: Vec<Value> = page
+    let results: Vec<RecordView<'_>> = page
         .iter()
-        .map(|id| Value::Object(data.render(ty, *id, &sel, &[])))
+        .map(|id| data.view(ty, *id, &sel, &[]))
         .collect();
-    let mut out = json!({ "total": total, "results": results });
-    if after + limit < total && limit > 0 {
-        out["paging"] = json!({ "next": { "after": (after + limit).to_string() } });
-    }
-    Ok(out)
+    let paging = (after + limit < total && limit > 0)
+        .then(|| json!({ "next": { "after": (after + limit).to_string() } }));
+    let out = SearchOut {
+        total,
+        results,
+        paging,
+    };
+    serde_json::to_vec(&out).map_err(|e| ApiError::validation(e.to_string()))
+}
+
+#[derive(serde::Serialize)]
+struct SearchOut<'a> {
+    total: usize,
+    results: Vec<RecordView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paging: Option<Value>,
 }
 
 fn sort_ids(ts: &TypeStore, ids: &mut [u64], sorts: &[Sort]) {

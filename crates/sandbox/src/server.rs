@@ -5,7 +5,7 @@ use crate::handle::{RequestLogEntry, Store, now_iso};
 use crate::limits::RateHeaders;
 use crate::model::{ObjectType, default_association_type, fmt_ms, now_ms};
 use crate::net::ConnHandle;
-use crate::store::{Prepared, PropSel};
+use crate::store::{Prepared, PropSel, RecordView};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
@@ -529,24 +529,58 @@ fn standard_error(e: &ApiError, trace: Option<&str>) -> Value {
     v
 }
 
-fn batch_response(
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchOut<'a, T: serde::Serialize> {
+    status: &'static str,
+    results: Vec<T>,
+    started_at: String,
+    completed_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_errors: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<Value>,
+    #[serde(skip)]
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+fn batch_response<T: serde::Serialize>(
     started: String,
-    results: Vec<Value>,
+    results: Vec<T>,
     errors: Vec<Value>,
     ok: StatusCode,
 ) -> Response {
-    let mut out = json!({
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": started,
-        "completedAt": now_iso(),
-    });
-    if errors.is_empty() {
-        json_resp(ok, out)
+    let status = if errors.is_empty() {
+        ok
     } else {
-        out["numErrors"] = json!(errors.len());
-        out["errors"] = Value::Array(errors);
-        json_resp(StatusCode::MULTI_STATUS, out)
+        StatusCode::MULTI_STATUS
+    };
+    let out = BatchOut {
+        status: "COMPLETE",
+        results,
+        started_at: started,
+        completed_at: now_iso(),
+        num_errors: (!errors.is_empty()).then_some(errors.len()),
+        errors,
+        _p: std::marker::PhantomData,
+    };
+    bytes_resp(status, serde_json::to_vec(&out))
+}
+
+fn bytes_resp(status: StatusCode, body: serde_json::Result<Vec<u8>>) -> Response {
+    match body {
+        Ok(b) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            b,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            e.to_string(),
+        )
+        .into_response(),
     }
 }
 
@@ -799,24 +833,28 @@ fn batch_write(
         return Err(e.clone());
     }
     let now = now_ms();
-    let mut results = Vec::with_capacity(plans.len());
+    let mut done: Vec<(u64, bool, Option<String>)> = Vec::with_capacity(plans.len());
     let mut errors = vec![];
     for (trace, plan) in plans {
         match plan {
             Ok(plan) => {
                 let (id, _) = data.apply(ty, plan.prepared, now, vis);
-                let mut r = data.render(ty, id, &PropSel::All, &[]);
-                if op == "upsert" {
-                    r.insert("new".into(), json!(plan.new));
-                }
-                if let Some(t) = trace {
-                    r.insert("objectWriteTraceId".into(), json!(t));
-                }
-                results.push(Value::Object(r));
+                done.push((id, plan.new, trace));
             }
             Err(e) => errors.push(standard_error(&e, trace.as_deref())),
         }
     }
+    let data = parking_lot::RwLockWriteGuard::downgrade(data);
+    let sel = PropSel::All;
+    let results: Vec<RecordView<'_>> = done
+        .iter()
+        .map(|(id, new, trace)| {
+            let mut v = data.view(ty, *id, &sel, &[]);
+            v.new = (op == "upsert").then_some(*new);
+            v.trace = trace.as_deref();
+            v
+        })
+        .collect();
     let ok = if op == "create" {
         StatusCode::CREATED
     } else {
@@ -832,7 +870,7 @@ async fn search(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> A
     let v = parse_body(&body)?;
     let data = s.inner.data.read();
     let out = crate::search::search(&data, ty, &v, Instant::now())?;
-    Ok(json_resp(StatusCode::OK, out))
+    Ok(bytes_resp(StatusCode::OK, Ok(out)))
 }
 
 // ---------- associations ----------

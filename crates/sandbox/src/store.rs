@@ -514,78 +514,29 @@ impl Data {
         sel: &PropSel<'_>,
         assoc: &[ObjectType],
     ) -> Map<String, Value> {
-        let ts = self.ts(ty);
-        let rec = &ts.records[&id];
-        let mut props = Map::new();
-        let system: &[&str] = match ty {
-            ObjectType::Contacts => &[
-                "createdate",
-                "hs_lastmodifieddate",
-                "hs_object_id",
-                "lastmodifieddate",
-            ],
-            _ => &["createdate", "hs_lastmodifieddate", "hs_object_id"],
-        };
-        let mut put = |name: &str| {
-            let v = ts
-                .system_value(id, rec, name)
-                .map(|c| Value::String(c.into_owned()))
-                .unwrap_or(Value::Null);
-            props.insert(name.to_string(), v);
-        };
-        match sel {
-            PropSel::Defaults => {
-                for n in ty.default_properties() {
-                    put(n);
-                }
-                for n in system {
-                    put(n);
-                }
-            }
-            PropSel::All => {
-                let mut names: Vec<&String> = rec.props.keys().collect();
-                names.sort();
-                for n in names {
-                    put(n);
-                }
-                for n in system {
-                    put(n);
-                }
-            }
-            PropSel::Names(names) => {
-                for n in names.iter() {
-                    if ts.prop(n).is_some() {
-                        put(n);
-                    }
-                }
-                // HubSpot always includes these three.
-                for n in ["createdate", ty.modified_property(), "hs_object_id"] {
-                    put(n);
-                }
-            }
+        match serde_json::to_value(self.view(ty, id, sel, assoc)) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
         }
-        let mut m = Map::new();
-        m.insert("id".into(), json!(id.to_string()));
-        m.insert("properties".into(), Value::Object(props));
-        m.insert("createdAt".into(), json!(fmt_ms(rec.created)));
-        m.insert("updatedAt".into(), json!(fmt_ms(rec.updated)));
-        m.insert("archived".into(), json!(rec.archived_at.is_some()));
-        if let Some(a) = rec.archived_at {
-            m.insert("archivedAt".into(), json!(fmt_ms(a)));
+    }
+
+    /// A serialisable view of a record (no intermediate JSON tree).
+    pub fn view<'a>(
+        &'a self,
+        ty: ObjectType,
+        id: u64,
+        sel: &'a PropSel<'a>,
+        assoc: &'a [ObjectType],
+    ) -> RecordView<'a> {
+        RecordView {
+            data: self,
+            ty,
+            id,
+            sel,
+            assoc,
+            new: None,
+            trace: None,
         }
-        if !assoc.is_empty() {
-            let mut am = Map::new();
-            for to in assoc {
-                let results = self.association_results(ty, id, *to);
-                if !results.is_empty() {
-                    am.insert(to.as_str().into(), json!({ "results": results }));
-                }
-            }
-            if !am.is_empty() {
-                m.insert("associations".into(), Value::Object(am));
-            }
-        }
-        m
     }
 
     /// v3 association results `[{"id":"…","type":"deal_to_line_item"}]` (live targets only).
@@ -661,5 +612,110 @@ pub(crate) fn conflict(ty: ObjectType, name: &str, value: &str, existing: u64) -
             ),
         )
         .with_context("propertyName", vec![name.to_string()])
+    }
+}
+
+/// A record serialised straight from the store as HubSpot's `SimplePublicObject`
+/// (plus `new` for upserts and `objectWriteTraceId` when given).
+pub(crate) struct RecordView<'a> {
+    pub data: &'a Data,
+    pub ty: ObjectType,
+    pub id: u64,
+    pub sel: &'a PropSel<'a>,
+    pub assoc: &'a [ObjectType],
+    pub new: Option<bool>,
+    pub trace: Option<&'a str>,
+}
+
+struct PropsView<'a>(&'a RecordView<'a>);
+
+impl serde::Serialize for PropsView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let v = self.0;
+        let ts = v.data.ts(v.ty);
+        let rec = &ts.records[&v.id];
+        let system: &[&str] = match v.ty {
+            ObjectType::Contacts => &[
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "lastmodifieddate",
+            ],
+            _ => &["createdate", "hs_lastmodifieddate", "hs_object_id"],
+        };
+        let mut m = s.serialize_map(None)?;
+        let put = |m: &mut S::SerializeMap, name: &str| {
+            let val = ts.system_value(v.id, rec, name);
+            m.serialize_entry(name, &val.as_deref())
+        };
+        match v.sel {
+            PropSel::Defaults => {
+                for n in v.ty.default_properties() {
+                    put(&mut m, n)?;
+                }
+                for n in system {
+                    put(&mut m, n)?;
+                }
+            }
+            PropSel::All => {
+                let mut names: Vec<&String> = rec.props.keys().collect();
+                names.sort();
+                for n in names {
+                    put(&mut m, n)?;
+                }
+                for n in system {
+                    put(&mut m, n)?;
+                }
+            }
+            PropSel::Names(names) => {
+                let always = ["createdate", v.ty.modified_property(), "hs_object_id"];
+                for n in names.iter() {
+                    if ts.prop(n).is_some() && !always.contains(&n.as_str()) {
+                        put(&mut m, n)?;
+                    }
+                }
+                // HubSpot always includes these three.
+                for n in always {
+                    put(&mut m, n)?;
+                }
+            }
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for RecordView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let rec = &self.data.ts(self.ty).records[&self.id];
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &self.id.to_string())?;
+        m.serialize_entry("properties", &PropsView(self))?;
+        m.serialize_entry("createdAt", &fmt_ms(rec.created))?;
+        m.serialize_entry("updatedAt", &fmt_ms(rec.updated))?;
+        m.serialize_entry("archived", &rec.archived_at.is_some())?;
+        if let Some(a) = rec.archived_at {
+            m.serialize_entry("archivedAt", &fmt_ms(a))?;
+        }
+        if !self.assoc.is_empty() {
+            let mut am = Map::new();
+            for to in self.assoc {
+                let results = self.data.association_results(self.ty, self.id, *to);
+                if !results.is_empty() {
+                    am.insert(to.as_str().into(), json!({ "results": results }));
+                }
+            }
+            if !am.is_empty() {
+                m.serialize_entry("associations", &am)?;
+            }
+        }
+        if let Some(n) = self.new {
+            m.serialize_entry("new", &n)?;
+        }
+        if let Some(t) = self.trace {
+            m.serialize_entry("objectWriteTraceId", t)?;
+        }
+        m.end()
     }
 }
