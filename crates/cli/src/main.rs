@@ -28,6 +28,12 @@ enum Command {
     Schema(cmd::schema::Args),
     /// Run the flows: triggers, schedules, mappings and actions, with durable state.
     Run(cmd::run::Args),
+    /// Run the mapping tests beside the flows (`NAME.test.yaml`).
+    Test(cmd::test::Args),
+    /// Print the mapped output of a flow for input records (a file or JSON lines on stdin).
+    Map(cmd::map::Args),
+    /// Serve the in-memory HubSpot sandbox for trying flows and exploring with curl.
+    Sandbox(cmd::sandbox::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Schema(args) => cmd::schema::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Test(args) => cmd::test::run(args),
+        Command::Map(args) => cmd::map::run(args),
+        Command::Sandbox(args) => cmd::sandbox::run(args),
     };
     match result {
         Ok(code) => code,
