@@ -169,6 +169,11 @@ impl Rules {
                 ));
             }
         };
+        if let (Value::Number(n), FieldType::Number | FieldType::Integer) = (v, self.ty) {
+            if self.map.is_none() {
+                return self.convert_number(n);
+            }
+        }
         let text = match scalar_text(v) {
             Some(t) => t,
             None => {
@@ -181,6 +186,34 @@ impl Rules {
             }
         };
         self.convert_text(&text)
+    }
+
+    /// A JSON number without a text round trip; the same result as converting its JSON text.
+    fn convert_number(&self, n: &serde_json::Number) -> Result<Typed, String> {
+        if let Some(i) = n.as_i64() {
+            return Ok(match self.ty {
+                FieldType::Integer => Typed::Int(i),
+                _ => Typed::Num(i.to_string()),
+            });
+        }
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if n.is_u64() || !f.is_finite() {
+            return self.convert_text(&n.to_string());
+        }
+        let canonical = if f == 0.0 {
+            "0".to_owned()
+        } else {
+            f.to_string()
+        };
+        match self.ty {
+            FieldType::Integer if f.fract() != 0.0 => {
+                Err(format!("{} is not an integer", quote(&n.to_string())))
+            }
+            // Integral and within i64: exact.
+            FieldType::Integer if f.abs() < 9.2e18 => Ok(Typed::Int(f as i64)),
+            FieldType::Integer => self.convert_text(&n.to_string()),
+            _ => Ok(Typed::Num(canonical)),
+        }
     }
 
     fn prepare<'s>(&'s self, text: &'s str) -> &'s str {

@@ -1,6 +1,7 @@
 //! Template helpers: plain functions over JSON values, registered with Handlebars through one
 //! adapter that enforces strict mode on their arguments.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -217,8 +218,8 @@ impl<'a> Call<'a> {
         self.args.get(i).copied().flatten()
     }
 
-    fn text(&self, i: usize) -> Result<String, String> {
-        self.arg(i).map(text)
+    fn text(&self, i: usize) -> Result<Cow<'a, str>, String> {
+        self.arg(i).map(text_cow)
     }
 
     fn str_arg(&self, i: usize, what: &str) -> Result<&'a str, String> {
@@ -231,9 +232,11 @@ impl<'a> Call<'a> {
 
 /// A value as text: scalars as a template renders them, lists and objects as JSON.
 pub(crate) fn text(v: &Value) -> String {
-    scalar_text(v)
-        .map(|c| c.into_owned())
-        .unwrap_or_else(|| v.to_string())
+    text_cow(v).into_owned()
+}
+
+fn text_cow(v: &Value) -> Cow<'_, str> {
+    scalar_text(v).unwrap_or_else(|| Cow::Owned(v.to_string()))
 }
 
 type HelperFn = fn(&Call<'_>) -> Result<Out, String>;
@@ -277,17 +280,18 @@ pub(crate) static SPECS: [Spec; 16] = [
         if from.is_empty() {
             return Err("FROM must not be empty".into());
         }
-        Ok(Out::Val(s.replace(&from, &to).into()))
+        Ok(Out::Val(s.replace(&*from, &to).into()))
     }),
     spec("split", 2, 2, |c| {
         let (s, sep) = (c.text(0)?, c.text(1)?);
+        let sep: &str = &sep;
         if sep.is_empty() {
             return Err("SEPARATOR must not be empty".into());
         }
         if s.is_empty() {
             return Ok(Out::Val(Value::Array(vec![])));
         }
-        Ok(Out::Val(s.split(sep.as_str()).map(Value::from).collect()))
+        Ok(Out::Val(s.split(sep).map(Value::from).collect()))
     }),
     spec("first", 1, 1, |c| nth(c.arg(0)?, 0)),
     spec("last", 1, 1, |c| nth(c.arg(0)?, -1)),

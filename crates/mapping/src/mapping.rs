@@ -964,7 +964,7 @@ mod tests {
     fn documented_examples_both_ways() {
         let record: Value = serde_json::from_str(crate::EXAMPLE_RECORD).unwrap();
         let templates: Vec<&str> = crate::helpers_doc().iter().map(|d| d.example).collect();
-        both_ways(&templates, &[record.clone()]);
+        both_ways(&templates, std::slice::from_ref(&record));
         let spec: IndexMap<String, FieldSpec> = crate::helpers_doc()
             .iter()
             .map(|d| (d.name.to_owned(), FieldSpec::template(d.example)))

@@ -11,6 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 ///
 /// A plain string is a Handlebars template (`"{{record.company_name}}"`); an object gives exactly
 /// one of `template`, `path` or `value`, plus the field's type and checks.
+// Parsed once per flow; not boxed so that the engine can build and match specs plainly.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum FieldSpec {
