@@ -124,19 +124,28 @@ pub fn now_ms() -> i64 {
 /// Formats epoch milliseconds as HubSpot does: `2024-01-17T19:55:04.281Z`.
 pub fn fmt_ms(ms: i64) -> String {
     use chrono::Datelike;
-    match DateTime::from_timestamp_millis(ms) {
-        Some(dt) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            dt.year(),
-            dt.month(),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second(),
-            ms.rem_euclid(1000)
-        ),
-        None => ms.to_string(),
+    let Some(dt) = DateTime::from_timestamp_millis(ms) else {
+        return ms.to_string();
+    };
+    let year = dt.year();
+    if !(0..=9999).contains(&year) {
+        return dt.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, dt.month());
+    put(8, 2, dt.day());
+    put(11, 2, dt.hour());
+    put(14, 2, dt.minute());
+    put(17, 2, dt.second());
+    put(20, 3, ms.rem_euclid(1000) as u32);
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Parses a timestamp: epoch milliseconds (`"1700000000000"`), RFC 3339 / ISO 8601

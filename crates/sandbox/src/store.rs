@@ -627,7 +627,7 @@ pub(crate) struct RecordView<'a> {
     pub trace: Option<&'a str>,
 }
 
-struct PropsView<'a>(&'a RecordView<'a>);
+struct PropsView<'a>(&'a RecordView<'a>, &'a str, &'a str);
 
 impl serde::Serialize for PropsView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -645,9 +645,15 @@ impl serde::Serialize for PropsView<'_> {
             _ => &["createdate", "hs_lastmodifieddate", "hs_object_id"],
         };
         let mut m = s.serialize_map(None)?;
-        let put = |m: &mut S::SerializeMap, name: &str| {
-            let val = ts.system_value(v.id, rec, name);
-            m.serialize_entry(name, &val.as_deref())
+        let (created, updated) = (self.1, self.2);
+        let put = |m: &mut S::SerializeMap, name: &str| match name {
+            "createdate" => m.serialize_entry(name, created),
+            "hs_lastmodifieddate" => m.serialize_entry(name, updated),
+            "lastmodifieddate" if v.ty == ObjectType::Contacts => m.serialize_entry(name, updated),
+            _ => {
+                let val = ts.system_value(v.id, rec, name);
+                m.serialize_entry(name, &val.as_deref())
+            }
         };
         match v.sel {
             PropSel::Defaults => {
@@ -691,9 +697,10 @@ impl serde::Serialize for RecordView<'_> {
         let rec = &self.data.ts(self.ty).records[&self.id];
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("id", &self.id.to_string())?;
-        m.serialize_entry("properties", &PropsView(self))?;
-        m.serialize_entry("createdAt", &fmt_ms(rec.created))?;
-        m.serialize_entry("updatedAt", &fmt_ms(rec.updated))?;
+        let (created, updated) = (fmt_ms(rec.created), fmt_ms(rec.updated));
+        m.serialize_entry("properties", &PropsView(self, &created, &updated))?;
+        m.serialize_entry("createdAt", &created)?;
+        m.serialize_entry("updatedAt", &updated)?;
         m.serialize_entry("archived", &rec.archived_at.is_some())?;
         if let Some(a) = rec.archived_at {
             m.serialize_entry("archivedAt", &fmt_ms(a))?;
