@@ -133,6 +133,9 @@ fn resolve(flow: &str, flows: &Path) -> anyhow::Result<PathBuf> {
     }
     let looks_like_path =
         flow.contains(['/', '\\']) || flow.ends_with(".yaml") || flow.ends_with(".yml");
+    if as_path.is_dir() {
+        bail!("{flow}: is a directory; give a flow file, or a flow name and --flows DIR");
+    }
     if looks_like_path {
         bail!("{flow}: no such file");
     }
