@@ -512,3 +512,117 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_flows_on_one_object_share_one_search_per_idle_poll() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 40).at(past(60)).step(1000))
+        .unwrap();
+    let flows: Vec<(String, String)> = (0..10)
+        .map(|i| {
+            (
+                format!("w{i}"),
+                trigger_flow(
+                    &format!("w{i}"),
+                    "contact",
+                    "new_record",
+                    &format!("out/w{i}.jsonl"),
+                    "",
+                ),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String)> = flows.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let ws = Workspace::new(&sb.url(), &refs);
+    assert!(ws.run_once().status.success());
+    for i in 0..10 {
+        assert_eq!(
+            ws.lines(&format!("out/w{i}.jsonl")).len(),
+            40,
+            "each flow keeps its own cursor"
+        );
+    }
+    let before = sb.store().endpoint_count("search");
+    assert!(ws.run_once().status.success());
+    assert_eq!(sb.store().endpoint_count("search") - before, 1);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_run_spans_and_never_the_token() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 3).at(past(60)).step(1000))
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[(
+            "logged",
+            trigger_flow("logged", "contact", "new_record", "out/l.jsonl", ""),
+        )],
+    );
+    let out = ws
+        .command(&["--once", "--log-format", "json"])
+        .env("HUBSPOT_TOKEN", "pat-SENTINEL-7d1f")
+        .env("RIVULET_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("SENTINEL"),
+        "the token leaked into the logs"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("SENTINEL"));
+    let finished: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "run finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{stderr}");
+    assert_eq!(finished[0]["flow"], "logged");
+    assert_eq!(finished[0]["succeeded"], 3);
+    assert!(finished[0]["run_id"].as_u64().is_some());
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_command_serves_a_seeded_crm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(&seed, r#"{"contacts": [{"email": "ada@example.com", "firstname": "Ada"}, {"email": "alan@example.com"}]}"#).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .args(["sandbox", "--port", "0", "--no-demo", "--seed"])
+        .arg(&seed)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    let http = reqwest::Client::new();
+    let page: Value = http
+        .get(format!("{url}/crm/v3/objects/contacts?properties=email"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["results"].as_array().unwrap().len(), 2);
+    let denied = http
+        .get(format!("{url}/crm/v3/objects/contacts"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
