@@ -202,8 +202,9 @@ fn main() {
             "search window 15 min (total {total}, limit 200, sorted): p50 {} p95 {} p99 {}",
             ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.95)), ms(percentile(&lat, 0.99))
         );
-        // with an hs_object_id tiebreak anchor
-        let (lat, total) = search_latency(&c, &url, &window(mid, mid + 900_000, Some(1_000_000)), 200).await;
+        // with an hs_object_id tiebreak anchor half-way through the window (ids start at 1001)
+        let anchor = 1001 + (records as u64) / 2 + 450;
+        let (lat, total) = search_latency(&c, &url, &window(mid, mid + 900_000, Some(anchor)), 200).await;
         println!(
             "search window 15 min + hs_object_id GT anchor (total {total}): p50 {} p95 {}",
             ms(percentile(&lat, 0.5)), ms(percentile(&lat, 0.95))
