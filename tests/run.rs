@@ -626,3 +626,42 @@ async fn the_sandbox_command_serves_a_seeded_crm() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_trigger_resets_its_cursor_and_says_so() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 7).at(past(60)).step(1000))
+        .unwrap();
+    sb.store()
+        .seed(SeedSpec::generated("companies", 4).at(past(60)).step(1000))
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        &[(
+            "watch",
+            trigger_flow("watch", "contact", "new_record", "out/watch.jsonl", ""),
+        )],
+    );
+    assert!(ws.run_once().status.success());
+    assert_eq!(ws.lines("out/watch.jsonl").len(), 7);
+    std::fs::write(
+        ws.path("flows/watch.yaml"),
+        trigger_flow("watch", "company", "new_record", "out/watch.jsonl", ""),
+    )
+    .unwrap();
+    let out = ws.run_once();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the trigger changed: its cursor starts afresh"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ws.lines("out/watch.jsonl").len(),
+        11,
+        "the companies are delivered from `start_from`"
+    );
+    sb.shutdown().await;
+}

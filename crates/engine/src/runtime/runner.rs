@@ -713,27 +713,19 @@ async fn scheduled(
         .runs(Some(flow.name()), 1)
         .ok()
         .and_then(|r| r.into_iter().next());
-    let mut due = chrono::Utc::now();
-    if let Some(last) = last
-        .as_ref()
+    let last = last
         .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started_at).ok())
-    {
-        let last = last.with_timezone(&chrono::Utc);
-        let missed = missed_ticks(&timing, last, chrono::Utc::now());
-        due = match (catch_up, missed) {
-            (_, 0) => next_tick(&timing, last.max(chrono::Utc::now())),
-            (CatchUp::None, _) => next_tick(&timing, chrono::Utc::now()),
-            _ => chrono::Utc::now(),
-        };
-        if catch_up == CatchUp::All && missed > 1 {
-            tracing::info!(
-                flow = flow.name(),
-                missed,
-                "catching up on missed schedule ticks"
-            );
-            for _ in 1..missed.min(100) {
-                run_source(&flow, &hubspot, &http, &summary).await;
-            }
+        .map(|t| t.with_timezone(&chrono::Utc));
+    let (extra, mut due) = plan_start(&timing, catch_up, last, chrono::Utc::now());
+    // `--once` means one tick, whatever was missed.
+    if extra > 0 && !once {
+        tracing::info!(
+            flow = flow.name(),
+            missed = extra + 1,
+            "catching up on missed schedule ticks"
+        );
+        for _ in 0..extra {
+            run_source(&flow, &hubspot, &http, &summary).await;
         }
     }
     loop {
@@ -748,6 +740,24 @@ async fn scheduled(
             return;
         }
         due = next_tick(&timing, chrono::Utc::now());
+    }
+}
+
+/// When a scheduled flow first runs after (re)starting, given its last run: a first start runs
+/// at once; otherwise missed ticks are handled by the `catch_up` policy. Returns how many extra
+/// runs to make at once (for `all`) and when the regular run is due.
+fn plan_start(
+    timing: &Timing,
+    catch_up: CatchUp,
+    last: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (u64, chrono::DateTime<chrono::Utc>) {
+    let Some(last) = last else { return (0, now) };
+    match (catch_up, missed_ticks(timing, last, now)) {
+        (_, 0) => (0, next_tick(timing, last)),
+        (CatchUp::None, _) => (0, next_tick(timing, now)),
+        (CatchUp::Latest, _) => (0, now),
+        (CatchUp::All, missed) => (missed.min(100) - 1, now),
     }
 }
 
@@ -908,5 +918,54 @@ async fn run_source(
             s.runs += 1;
             s.counts += counts;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn at(h: u32, m: u32) -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn catch_up_policies_after_downtime() {
+        let every = Timing::Every(crate::model::Duration::from_secs(15 * 60));
+        // First start: run now.
+        assert_eq!(
+            plan_start(&every, CatchUp::Latest, None, at(10, 0)),
+            (0, at(10, 0))
+        );
+        // Nothing missed: the next tick after the last run.
+        assert_eq!(
+            plan_start(&every, CatchUp::Latest, Some(at(10, 0)), at(10, 5)),
+            (0, at(10, 15))
+        );
+        // Down from 10:00 to 11:00 (4 ticks missed).
+        assert_eq!(
+            plan_start(&every, CatchUp::Latest, Some(at(10, 0)), at(11, 0)),
+            (0, at(11, 0))
+        );
+        assert_eq!(
+            plan_start(&every, CatchUp::All, Some(at(10, 0)), at(11, 0)),
+            (3, at(11, 0))
+        );
+        assert_eq!(
+            plan_start(&every, CatchUp::None, Some(at(10, 0)), at(11, 0)),
+            (0, at(11, 15))
+        );
+    }
+
+    #[test]
+    fn cron_ticks() {
+        let cron = Timing::Cron(Box::new(crate::schedule::parse_cron("0 * * * *").unwrap()));
+        assert_eq!(next_tick(&cron, at(10, 1)), at(11, 0));
+        assert_eq!(missed_ticks(&cron, at(10, 1), at(13, 30)), 3);
+        assert_eq!(
+            plan_start(&cron, CatchUp::None, Some(at(10, 1)), at(13, 30)),
+            (0, at(14, 0))
+        );
     }
 }
