@@ -9,11 +9,6 @@ mod demo;
 mod render;
 
 use clap::{Parser, Subcommand};
-
-// Mapping and the sandbox allocate a little per field and per record; mimalloc serves that
-// pattern far better than glibc's malloc (measured: sandbox batch upserts +60%).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Declarative data flows for HubSpot CRM: validate them in CI, test their mappings, run them

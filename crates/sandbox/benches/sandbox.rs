@@ -8,7 +8,8 @@
 use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
 
 // The sandbox allocates per property and per record; glibc's malloc was a third of its time.
-// `rivulet` (which serves the sandbox) uses the same allocator.
+// (`rivulet` itself keeps the system allocator: with mimalloc its idle RSS with 100 flows rose
+// from 17 MB to 33 MB, over the runner's 30 MB goal.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::{Value, json};
