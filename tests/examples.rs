@@ -18,9 +18,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+/// Webhook deliveries: the Idempotency-Key header and the body.
+type Deliveries = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 #[derive(Clone, Default)]
 struct Seen {
-    webhook: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    webhook: Deliveries,
     customer_queries: Arc<Mutex<Vec<HashMap<String, String>>>>,
     html: Arc<Mutex<bool>>,
 }
