@@ -17,7 +17,7 @@ use rivulet_mapping::{Context, FieldSpec, Mapping, OutputMode};
 use serde_json::Value;
 
 use crate::model::{HttpSink, HttpWriteMethod};
-use crate::runtime::http::{HttpClient, HttpError};
+use crate::runtime::http::{HttpClient, HttpError, JsonResponse};
 use crate::runtime::source::http::fnv1a;
 use crate::runtime::{ActionOutcome, Prepared};
 
@@ -139,28 +139,25 @@ impl HttpWriter {
             Err(message) => return ActionOutcome::failed(message),
         };
         let key = format!("{}:{}:{}", self.flow, p.record.key, p.record.version);
-        let body = Value::Object(
-            p.fields
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        let result = self
-            .client
-            .send_json(
-                self.method.clone(),
-                &path,
-                &[],
-                Some(&body),
-                &[("Idempotency-Key", key)],
-            )
-            .await;
-        match result {
+        match self.send(&path, &fields_json(p), key).await {
             Ok(resp) => ActionOutcome::Done {
                 id: id_of(&resp.body),
             },
             Err(e) => outcome_of_error(e),
         }
+    }
+
+    /// One request with the sink's method and an `Idempotency-Key`.
+    async fn send(&self, path: &str, body: &Value, key: String) -> Result<JsonResponse, HttpError> {
+        self.client
+            .send_json(
+                self.method.clone(),
+                path,
+                &[],
+                Some(body),
+                &[("Idempotency-Key", key)],
+            )
+            .await
     }
 
     async fn write_chunk(&self, chunk: &[Prepared<'_>]) -> Vec<ActionOutcome> {
@@ -184,30 +181,8 @@ impl HttpWriter {
             keys.push('\u{1e}');
         }
         let key = format!("{}:batch:{:016x}", self.flow, fnv1a(keys.as_bytes()));
-        let body = Value::Array(
-            chunk
-                .iter()
-                .map(|p| {
-                    Value::Object(
-                        p.fields
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        );
-        let result = self
-            .client
-            .send_json(
-                self.method.clone(),
-                &path,
-                &[],
-                Some(&body),
-                &[("Idempotency-Key", key)],
-            )
-            .await;
-        match result {
+        let body = Value::Array(chunk.iter().map(fields_json).collect());
+        match self.send(&path, &body, key).await {
             Ok(resp) => {
                 let ids: Vec<Option<String>> = match &resp.body {
                     Value::Array(a) if a.len() == chunk.len() => a.iter().map(id_of).collect(),
@@ -246,4 +221,14 @@ fn outcome_of_error(e: HttpError) -> ActionOutcome {
         },
         other => ActionOutcome::failed(other.to_string()),
     }
+}
+
+/// The mapped fields of a record as a JSON object, in mapping order.
+fn fields_json(p: &Prepared<'_>) -> Value {
+    Value::Object(
+        p.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
