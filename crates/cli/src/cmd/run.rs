@@ -109,16 +109,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let mut options = RunOptions { once: args.once, dry_run: args.dry_run, flows: args.flows.clone(), ..RunOptions::default() };
-        let mut _keep = None;
+        let mut sandbox_handle = None;
         let mut demo = None;
-        let temp_state;
-        let state_path = match (&args.state, args.sandbox) {
+        // A sandbox is fresh every time, so its state is too; the folder goes when we do.
+        let scratch = if args.state.is_none() && args.sandbox {
+            Some(tempfile::Builder::new().prefix("rivulet-sandbox-").tempdir().context("creating a scratch state folder")?)
+        } else {
+            None
+        };
+        let state_path = match (&args.state, &scratch) {
             (Some(p), _) => p.clone(),
-            (None, true) => {
-                temp_state = tempfile_dir()?;
-                temp_state.join("state.db")
-            }
-            (None, false) => default_state(&args.paths),
+            (None, Some(dir)) => dir.path().join("state.db"),
+            (None, None) => default_state(&args.paths),
         };
         if args.sandbox {
             let sandbox = rivulet_sandbox::Sandbox::start(rivulet_sandbox::SandboxConfig { demo_data: true, ..Default::default() })
@@ -129,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let (addr, received) = crate::demo::start().await.context("starting the demo HTTP API")?;
             options.http_override = Some(format!("http://{addr}"));
             demo = Some(received);
-            _keep = Some(sandbox);
+            sandbox_handle = Some(sandbox);
         }
         let store = SqliteStore::open(&state_path).with_context(|| format!("opening state {}", state_path.display()))?;
         tracing::info!(state = %state_path.display(), flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "starting");
@@ -156,21 +158,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         print_summary(&summary, demo.as_ref());
-        if let Some(sandbox) = _keep.take() {
+        if let Some(sandbox) = sandbox_handle.take() {
             sandbox.shutdown().await;
         }
         Ok(if args.once && summary.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
     })
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "rivulet-sandbox-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 async fn wait_for_signal() {
