@@ -387,19 +387,13 @@ fn check_connection(
                     .unwrap_or(Path::new("."))
                     .join(token_file);
                 if !resolved.is_file() {
-                    let d = Diagnostic {
-                        severity: if options.strict {
-                            Severity::Error
-                        } else {
-                            Severity::Warning
-                        },
-                        ..Diagnostic::error(
-                            "missing_secret_file",
-                            c.file,
-                            c.value_pos(&at(&["hubspot", "token_file"])),
-                            format!("token file `{}` does not exist (yet)", resolved.display()),
-                        )
-                    };
+                    let d = missing_at_runtime(
+                        options,
+                        "missing_secret_file",
+                        c.file,
+                        c.value_pos(&at(&["hubspot", "token_file"])),
+                        format!("token file `{}` does not exist (yet)", resolved.display()),
+                    );
                     c.push(d.with_hint("it must exist when the flows run"));
                 }
             }
@@ -466,23 +460,37 @@ fn check_connection(
                     .filter(|r| r.default.is_none() && !(options.env_is_set)(&r.name))
                 {
                     let pos = c.value_pos(&path);
-                    let d = Diagnostic {
-                        severity: if options.strict {
-                            Severity::Error
-                        } else {
-                            Severity::Warning
-                        },
-                        ..Diagnostic::error(
-                            "unset_env",
-                            c.file,
-                            pos,
-                            format!("environment variable `{}` is not set", var.name),
-                        )
-                    };
+                    let d = missing_at_runtime(
+                        options,
+                        "unset_env",
+                        c.file,
+                        pos,
+                        format!("environment variable `{}` is not set", var.name),
+                    );
                     c.push(d.with_hint(format!("connection `{name}` needs it when the flows run")));
                 }
             }
         }
+    }
+}
+
+/// Something the flows need only when they run (a variable, a secret file): a warning, or an
+/// error under `--strict`, since CI may validate without the production environment.
+fn missing_at_runtime(
+    options: &Options,
+    code: &'static str,
+    file: &Path,
+    pos: Pos,
+    message: String,
+) -> Diagnostic {
+    let d = Diagnostic::warning(code, file, pos, message);
+    if options.strict {
+        Diagnostic {
+            severity: Severity::Error,
+            ..d
+        }
+    } else {
+        d
     }
 }
 
@@ -698,7 +706,7 @@ fn check_flow(
     };
 
     for (i, action) in flow.actions.iter().enumerate() {
-        check_action(&mut c, connections, &flow, file, i, action);
+        check_action(&mut c, connections, &flow, i, action);
     }
 
     CheckedFlow {
@@ -958,7 +966,6 @@ fn check_action(
     c: &mut FileCheck<'_>,
     connections: &IndexMap<String, CheckedConnection>,
     flow: &Flow,
-    file: &SourceFile,
     index: usize,
     action: &Action,
 ) {
@@ -998,7 +1005,6 @@ fn check_action(
         );
         check_template(c, &http.path, &base(&["http", "path"]), "path");
     }
-    let _ = file;
 }
 
 /// HubSpot's rules for each operation, checked against what the mapping provides.

@@ -362,7 +362,9 @@ impl HubSpotReader {
                 })
             })
             .collect();
-        let checkpoint = serde_json::json!({ "since": if self.done && self.incremental { self.upper.max(self.max_seen) } else { self.since.unwrap_or(0).max(self.max_seen) } });
+        // Pages come in ascending modification order, so the newest seen is a safe high-water
+        // mark; the next run looks a minute behind it and dedupe drops what it sees again.
+        let checkpoint = serde_json::json!({ "since": self.max_seen });
         Ok(Some((items, checkpoint)))
     }
 }

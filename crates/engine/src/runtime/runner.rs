@@ -906,19 +906,8 @@ async fn run_source(
         tracing::error!(flow = flow.name(), run_id, error = %e, "run stopped");
         note(summary, flow.name(), |s| s.errors.push(e.clone()));
     }
-    finish(
-        flow,
-        (!flow.dry_run).then_some(run_id),
-        counts,
-        error.as_deref(),
-        summary,
-    );
-    if flow.dry_run {
-        note(summary, flow.name(), |s| {
-            s.runs += 1;
-            s.counts += counts;
-        });
-    }
+    // `finish` records nothing for a dry run but still counts it in the summary.
+    finish(flow, Some(run_id), counts, error.as_deref(), summary);
 }
 
 #[cfg(test)]
