@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use rivulet_http::{Hooks, Policy, PolicyConfig, Request, RetryPolicy, StopReason, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::error::{Error, parse_error_body};
-use crate::retry;
 
 /// Where access tokens come from.
 pub(crate) enum TokenSource {
@@ -22,6 +22,9 @@ pub(crate) struct OAuth {
     client_id: String,
     client_secret: SecretString,
     token_url: String,
+    /// Token requests have a policy of their own: they spend no API budget and hold no API
+    /// connection permit (a request holding one may be waiting for this very refresh).
+    policy: Policy,
     state: Mutex<OAuthState>,
 }
 
@@ -45,8 +48,8 @@ pub(crate) struct Token {
 }
 
 impl TokenSource {
-    pub(crate) fn new(auth: &crate::Auth) -> Self {
-        match auth {
+    pub(crate) fn new(config: &crate::ClientConfig) -> Result<Self, Error> {
+        Ok(match &config.auth {
             crate::Auth::Token(t) => TokenSource::Static(t.clone()),
             crate::Auth::OAuth {
                 client_id,
@@ -57,12 +60,13 @@ impl TokenSource {
                 client_id: client_id.clone(),
                 client_secret: client_secret.clone(),
                 token_url: token_url.clone(),
+                policy: token_policy(config)?,
                 state: Mutex::new(OAuthState {
                     refresh_token: refresh_token.clone(),
                     access: None,
                 }),
             }),
-        }
+        })
     }
 
     pub(crate) fn can_refresh(&self) -> bool {
@@ -70,29 +74,25 @@ impl TokenSource {
     }
 
     /// A token valid for a while yet.
-    pub(crate) async fn token(&self, http: &reqwest::Client) -> Result<Token, Error> {
+    pub(crate) async fn token(&self) -> Result<Token, Error> {
         match self {
             TokenSource::Static(t) => Ok(Token {
                 value: t.clone(),
                 refreshed: false,
             }),
-            TokenSource::OAuth(o) => o.token(http, None).await,
+            TokenSource::OAuth(o) => o.token(None).await,
         }
     }
 
     /// After a 401 with `rejected`: a fresh token, refreshed once however many requests were
     /// rejected with the same token.
-    pub(crate) async fn after_unauthorized(
-        &self,
-        http: &reqwest::Client,
-        rejected: &SecretString,
-    ) -> Result<Token, Error> {
+    pub(crate) async fn after_unauthorized(&self, rejected: &SecretString) -> Result<Token, Error> {
         match self {
             TokenSource::Static(t) => Ok(Token {
                 value: t.clone(),
                 refreshed: false,
             }),
-            TokenSource::OAuth(o) => o.token(http, Some(rejected)).await,
+            TokenSource::OAuth(o) => o.token(Some(rejected)).await,
         }
     }
 
@@ -130,12 +130,52 @@ fn margin(lifetime: Duration) -> Duration {
     (lifetime / 5).min(Duration::from_secs(300))
 }
 
+/// The token endpoint's policy: three tries, short backoff, `Retry-After` honoured up to 30 s
+/// (it is rate limited too), no budget, small answers.
+fn token_policy(config: &crate::ClientConfig) -> Result<Policy, Error> {
+    Policy::new(PolicyConfig {
+        label: "hubspot-oauth".into(),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(400),
+            max_delay: Duration::from_secs(2),
+            max_rate_limited_attempts: 3,
+            max_retry_after: config.retry.max_retry_after.min(Duration::from_secs(30)),
+        },
+        timeout: config.timeout,
+        max_in_flight: 2,
+        max_body_bytes: config.max_response_bytes.min(1 << 20),
+        throttle: None,
+        default_headers: Default::default(),
+        clock: config.clock.clone(),
+    })
+    .map_err(|e| Error::Config(format!("OAuth token client: {e}")))
+}
+
+/// Puts the refresh-token grant on each attempt: the credentials go into the form at the last
+/// moment and are never part of the request description.
+struct Grant<'a> {
+    client_id: &'a str,
+    client_secret: &'a SecretString,
+    refresh_token: &'a SecretString,
+}
+
+impl Hooks for Grant<'_> {
+    async fn authorize(
+        &mut self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, StopReason> {
+        Ok(request.form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id),
+            ("client_secret", self.client_secret.expose_secret()),
+            ("refresh_token", self.refresh_token.expose_secret()),
+        ]))
+    }
+}
+
 impl OAuth {
-    async fn token(
-        &self,
-        http: &reqwest::Client,
-        rejected: Option<&SecretString>,
-    ) -> Result<Token, Error> {
+    async fn token(&self, rejected: Option<&SecretString>) -> Result<Token, Error> {
         let mut st = self.state.lock().await;
         if let Some((access, refresh_at)) = &st.access {
             let is_rejected = rejected.is_some_and(|r| r.expose_secret() == access.expose_secret());
@@ -146,7 +186,7 @@ impl OAuth {
                 });
             }
         }
-        let fresh = self.refresh(http, &st.refresh_token).await;
+        let fresh = self.refresh(&st.refresh_token).await;
         let fresh = match fresh {
             Ok(f) => f,
             Err(Error::Auth(msg)) => {
@@ -168,57 +208,34 @@ impl OAuth {
         })
     }
 
-    async fn refresh(
-        &self,
-        http: &reqwest::Client,
-        refresh_token: &SecretString,
-    ) -> Result<TokenResponse, Error> {
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-        ];
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = http.post(&self.token_url).form(&form).send().await;
-            let resp = match sent {
-                Ok(r) => r,
-                Err(e) if attempt < 3 => {
-                    tracing::warn!(error = %e.without_url(), "OAuth token request failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                    continue;
-                }
-                Err(e) => return Err(Error::Auth(e.without_url().to_string())),
-            };
-            let status = resp.status().as_u16();
-            // The token endpoint is rate limited too, and says when to come back.
-            if (status == 429 || status >= 500) && attempt < 3 {
-                let wait = retry::parse_retry_after(
-                    resp.headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok()),
-                )
-                .unwrap_or(Duration::from_millis(500 * attempt));
-                tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
-                continue;
+    async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenResponse, Error> {
+        let url = Url::parse(&self.token_url)
+            .map_err(|e| Error::Config(format!("token_url is not a URL: {e}")))?;
+        // Refreshing twice is harmless: the grant may be sent again after a lost answer.
+        let request = Request::post(url).idempotent(true);
+        let mut grant = Grant {
+            client_id: &self.client_id,
+            client_secret: &self.client_secret,
+            refresh_token,
+        };
+        let refused = |status: u16, body: &[u8]| {
+            let e = parse_error_body(status, body);
+            Error::Auth(format!(
+                "token endpoint answered {status}: {} (check client id, secret and refresh token)",
+                e.message
+            ))
+        };
+        let answer = match self.policy.send_with(&request, &mut grant).await {
+            Ok(answer) => answer,
+            Err(rivulet_http::Error::Status { status, body, .. }) => {
+                return Err(refused(status.as_u16(), &body));
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| Error::Auth(e.without_url().to_string()))?;
-            if !(200..300).contains(&status) {
-                let e = parse_error_body(status, &body);
-                return Err(Error::Auth(format!(
-                    "token endpoint answered {status}: {} (check client id, secret and refresh token)",
-                    e.message
-                )));
-            }
-            return serde_json::from_slice(&body).map_err(|e| {
-                Error::Auth(format!("token endpoint answered an unreadable body: {e}"))
-            });
-        }
+            Err(rivulet_http::Error::RateLimited { body, .. }) => return Err(refused(429, &body)),
+            Err(rivulet_http::Error::Config(m)) => return Err(Error::Config(m)),
+            Err(other) => return Err(Error::Auth(other.to_string())),
+        };
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| Error::Auth(format!("token endpoint answered an unreadable body: {e}")))
     }
 }
 

@@ -1,17 +1,16 @@
-//! The connection handle and its one send loop: every request passes the throttle, gets a token,
-//! and is retried here according to what the answer (or its absence) means.
+//! The connection handle. Every request goes through the connection's HTTP policy
+//! (`rivulet-http`: throttle, in-flight limit, retries, waits, size cap) with HubSpot's hooks
+//! ([`crate::policy`]); here a call is described, sent, and its failure read HubSpot's way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use rivulet_http::{Policy, PolicyConfig, Request, Url};
 
 use crate::ClientConfig;
 use crate::auth::TokenSource;
 use crate::error::{Error, TransportKind, parse_error_body};
-use crate::retry::{self, RateLimitAction};
-use crate::throttle::Limits;
+use crate::policy::{CallHooks, Limits};
 
 /// A HubSpot connection. Cheap to clone; clones share the throttle, the tokens and the
 /// statistics, so every flow using the connection shares its budget.
@@ -21,12 +20,13 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
-    http: reqwest::Client,
+    /// The shared HTTP policy: throttle slots, in-flight limit, retries, waits, size cap.
+    policy: Policy,
     base_url: String,
-    tokens: TokenSource,
-    limits: Limits,
+    pub(crate) tokens: TokenSource,
+    pub(crate) limits: Limits,
     pub(crate) config: ClientConfig,
-    stats: Stats,
+    pub(crate) stats: Stats,
 }
 
 impl std::fmt::Debug for Client {
@@ -57,19 +57,21 @@ pub struct ClientStats {
     pub timeouts: u64,
 }
 
+/// HubSpot's own counters; the rest are the HTTP policy's.
 #[derive(Default)]
-struct Stats {
-    requests: AtomicU64,
+pub(crate) struct Stats {
     write_requests: AtomicU64,
-    rate_limited: AtomicU64,
-    retries: AtomicU64,
     token_refreshes: AtomicU64,
-    server_errors: AtomicU64,
-    timeouts: AtomicU64,
 }
 
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
+impl Stats {
+    pub(crate) fn write_sent(&self) {
+        self.write_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn token_refreshed(&self) {
+        self.token_refreshes.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Which request budget a call spends.
@@ -134,17 +136,23 @@ impl Client {
     /// Makes a client for one connection. No request is sent yet.
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         config.validate()?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(config.concurrent_connections)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let policy = Policy::new(PolicyConfig {
+            label: "hubspot".into(),
+            retry: config.retry,
+            timeout: config.timeout,
+            max_in_flight: config.concurrent_connections,
+            max_body_bytes: config.max_response_bytes,
+            // Each call names its budget (general or search).
+            throttle: None,
+            default_headers: Default::default(),
+            clock: config.clock.clone(),
+        })
+        .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Client {
             inner: Arc::new(Inner {
-                http,
+                policy,
                 base_url: config.base_url.trim_end_matches('/').to_string(),
-                tokens: TokenSource::new(&config.auth),
+                tokens: TokenSource::new(&config)?,
                 limits: Limits::new(&config),
                 config,
                 stats: Stats::default(),
@@ -160,186 +168,88 @@ impl Client {
     /// Counters since the client was made.
     pub fn stats(&self) -> ClientStats {
         let s = &self.inner.stats;
+        let http = self.inner.policy.stats();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ClientStats {
-            requests: get(&s.requests),
+            requests: http.requests,
             write_requests: get(&s.write_requests),
-            rate_limited: get(&s.rate_limited),
-            retries: get(&s.retries),
+            rate_limited: http.rate_limited,
+            retries: http.retries,
             token_refreshes: get(&s.token_refreshes),
-            server_errors: get(&s.server_errors),
-            timeouts: get(&s.timeouts),
+            server_errors: http.server_errors,
+            timeouts: http.timeouts,
         }
     }
 
-    /// Sends `call`, retrying what may be retried, and returns the 2xx answer or a typed error.
+    /// The HTTP policy's counters (throttle waits and their total time included).
+    pub fn http_stats(&self) -> rivulet_http::Stats {
+        self.inner.policy.stats()
+    }
+
+    /// Sends `call` through the connection's HTTP policy (which retries what may be retried)
+    /// and returns the 2xx answer or a typed error.
     pub(crate) async fn send(&self, call: &Call) -> Result<Answer, Error> {
         let inner = &*self.inner;
-        let policy = inner.config.retry;
         let _batch_permit = if call.batch {
             Some(inner.limits.batch().await)
         } else {
             None
         };
-        let window = match call.budget {
-            Budget::General => &inner.limits.general,
-            Budget::Search => &inner.limits.search,
-        };
-        let url = format!("{}{}", inner.base_url, call.path);
-        let mut transient_failures = 0u32;
-        let mut rate_limited = 0u32;
-        let mut sends = 0u32;
-        let mut reauthorized = false;
-        let mut token_override = None;
-        loop {
-            if call.write
-                && let Some(left) = inner.limits.daily_pause_left()
-            {
-                return Err(Error::DailyLimit { resume_in: left });
-            }
-            let slot = window.acquire().await;
-            let permit = inner.limits.connection().await;
-            let token = match token_override.take() {
-                Some(t) => t,
-                None => {
-                    let t = inner.tokens.token(&inner.http).await?;
-                    if t.refreshed {
-                        bump(&inner.stats.token_refreshes);
-                    }
-                    t.value
-                }
-            };
-            sends += 1;
-            if sends > 1 {
-                bump(&inner.stats.retries);
-            }
-            bump(&inner.stats.requests);
-            if call.write {
-                bump(&inner.stats.write_requests);
-            }
-            let mut req = inner
-                .http
-                .request(call.method.clone(), &url)
-                .bearer_auth(token.expose_secret());
-            if !call.query.is_empty() {
-                req = req.query(&call.query);
-            }
-            if let Some(body) = &call.body {
-                req = req.json(body);
-            }
-            let result = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp.headers().clone();
-                    resp.bytes().await.map(|b| (status, headers, b.to_vec()))
-                }
-                Err(e) => Err(e),
-            };
-            drop(permit);
-            let (status, headers, body) = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    drop(slot);
-                    let kind = if e.is_connect() {
-                        TransportKind::Connect
-                    } else if e.is_timeout() {
-                        bump(&inner.stats.timeouts);
-                        TransportKind::Timeout
-                    } else {
-                        TransportKind::Other
-                    };
-                    transient_failures += 1;
-                    // A request that never connected was never seen, so even a create may go again.
-                    let resend = call.idempotent || kind == TransportKind::Connect;
-                    if resend && transient_failures < policy.max_attempts {
-                        tracing::debug!(path = %call.path, %kind, "HubSpot request failed; retrying");
-                        tokio::time::sleep(retry::backoff(&policy, transient_failures)).await;
-                        continue;
-                    }
-                    return Err(Error::Transport {
-                        kind,
-                        message: e.to_string(),
-                    });
-                }
-            };
-            if call.budget == Budget::General {
-                let header = |name: &str| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                };
-                slot.observe(
-                    header("x-hubspot-ratelimit-max").map(|v| v as u32),
-                    header("x-hubspot-ratelimit-remaining").map(|v| v as u32),
-                    header("x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis),
-                );
-            }
-            drop(slot);
-            match status {
-                200..=299 => return Ok(Answer { status, body }),
-                401 if inner.tokens.can_refresh() && !reauthorized => {
-                    reauthorized = true;
-                    let fresh = inner.tokens.after_unauthorized(&inner.http, &token).await?;
-                    if fresh.refreshed {
-                        bump(&inner.stats.token_refreshes);
-                    }
-                    token_override = Some(fresh.value);
-                    continue;
-                }
-                429 => {
-                    bump(&inner.stats.rate_limited);
-                    let api = parse_error_body(status, &body);
-                    let retry_after = retry::parse_retry_after(
-                        headers
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok()),
-                    );
-                    let per = match call.budget {
-                        Budget::General => inner.config.throttle.per,
-                        Budget::Search => Duration::from_secs(1),
-                    };
-                    let action = retry::on_rate_limited(
-                        retry_after,
-                        api.policy_name.as_deref(),
-                        per,
-                        chrono::Utc::now(),
-                    );
-                    match action {
-                        RateLimitAction::Daily(wait) => {
-                            tracing::warn!(
-                                resume_in_s = wait.as_secs(),
-                                "HubSpot daily limit reached"
-                            );
-                            inner.limits.pause_daily(wait);
-                            return Err(Error::DailyLimit { resume_in: wait });
-                        }
-                        RateLimitAction::Wait(wait) => {
-                            rate_limited += 1;
-                            if rate_limited >= policy.max_rate_limited_attempts {
-                                return Err(Error::RateLimited {
-                                    policy: api.policy_name.unwrap_or_else(|| "unknown".into()),
-                                    attempts: sends,
-                                });
-                            }
-                            tracing::debug!(path = %call.path, wait_ms = wait.as_millis() as u64, "HubSpot 429; pausing the connection");
-                            // Everyone waits, not just this request: the budget is shared.
-                            window.pause(wait);
-                            continue;
-                        }
-                    }
-                }
-                500..=599 => {
-                    bump(&inner.stats.server_errors);
-                    transient_failures += 1;
-                    if call.idempotent && transient_failures < policy.max_attempts {
-                        tokio::time::sleep(retry::backoff(&policy, transient_failures)).await;
-                        continue;
-                    }
-                    return Err(self.api_error(status, &body).await);
-                }
-                _ => return Err(self.api_error(status, &body).await),
-            }
+        let request = self.request(call)?;
+        let mut hooks = CallHooks::new(inner, call);
+        match inner.policy.send_with(&request, &mut hooks).await {
+            Ok(r) => Ok(Answer {
+                status: r.status.as_u16(),
+                body: r.body,
+            }),
+            Err(e) => Err(self.error(e).await),
+        }
+    }
+
+    /// The policy's description of `call`.
+    fn request(&self, call: &Call) -> Result<Request, Error> {
+        let mut url = Url::parse(&format!("{}{}", self.inner.base_url, call.path))
+            .map_err(|e| Error::Config(format!("`{}` does not form a URL: {e}", call.path)))?;
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&call.query);
+        }
+        let mut request = Request::new(call.method.clone(), url)
+            .idempotent(call.idempotent)
+            .budget(self.inner.limits.window(call.budget).clone());
+        if let Some(body) = &call.body {
+            let json = serde_json::to_vec(body).map_err(|e| Error::Config(e.to_string()))?;
+            request = request.json(json);
+        }
+        Ok(request)
+    }
+
+    /// HubSpot's reading of a failed send.
+    async fn error(&self, e: rivulet_http::Error) -> Error {
+        use rivulet_http::Error as Http;
+        match e {
+            Http::Stopped { reason, .. } => match reason.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(other) => Error::Unknown(other.to_string()),
+            },
+            Http::Transport { kind, message, .. } => Error::Transport {
+                kind,
+                message: self.inner.tokens.scrub(message).await,
+            },
+            // The answer came (a create happened) but was not read: as ambiguous as a lost one.
+            Http::TooLarge { limit, .. } => Error::Transport {
+                kind: TransportKind::Other,
+                message: format!(
+                    "the answer is larger than max_response_bytes ({limit} bytes); not read"
+                ),
+            },
+            Http::Status { status, body, .. } => self.api_error(status.as_u16(), &body).await,
+            Http::RateLimited { attempts, body, .. } => Error::RateLimited {
+                policy: parse_error_body(429, &body)
+                    .policy_name
+                    .unwrap_or_else(|| "unknown".into()),
+                attempts,
+            },
+            Http::Config(m) => Error::Config(m),
         }
     }
 

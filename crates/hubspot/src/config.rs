@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use rivulet_http::{DEFAULT_MAX_BODY_BYTES, SharedClock};
+pub use rivulet_http::{RetryPolicy, Throttle};
 use secrecy::SecretString;
 
 /// HubSpot's API host, the same for every account.
@@ -27,8 +29,13 @@ pub struct ClientConfig {
     pub concurrent_batches: usize,
     /// Time allowed for one HTTP request, from send to the last byte of the answer.
     pub timeout: Duration,
-    /// Retries of transient failures.
+    /// Retries of transient failures, and the cap on any wait HubSpot asks for
+    /// (`retry.max_retry_after`).
     pub retry: RetryPolicy,
+    /// Largest answer body read (64 MiB by default); a larger one fails the call.
+    pub max_response_bytes: u64,
+    /// Wall time (the daily reset, `Retry-After` dates); the system clock unless testing.
+    pub clock: SharedClock,
     /// Send an `objectWriteTraceId` with every batch input, which makes HubSpot answer 207 with
     /// an error per bad input instead of refusing the whole batch. Off, a refused batch is
     /// bisected until the bad inputs stand alone (more calls, same outcomes).
@@ -52,6 +59,8 @@ impl ClientConfig {
             concurrent_batches: 5,
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_BODY_BYTES,
+            clock: rivulet_http::clock::system(),
             multi_status: true,
         }
     }
@@ -73,8 +82,13 @@ impl ClientConfig {
         if self.concurrent_connections == 0 || self.concurrent_batches == 0 {
             return bad("concurrent_connections and concurrent_batches must be positive");
         }
-        if self.retry.max_attempts == 0 {
-            return bad("retry.max_attempts must be at least 1");
+        if self.retry.max_attempts == 0 || self.retry.max_rate_limited_attempts == 0 {
+            return bad(
+                "retry.max_attempts and retry.max_rate_limited_attempts must be at least 1",
+            );
+        }
+        if self.max_response_bytes == 0 {
+            return bad("max_response_bytes must be positive");
         }
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return bad("base_url must start with http:// or https://");
@@ -99,47 +113,4 @@ pub enum Auth {
         /// Token endpoint, [`DEFAULT_TOKEN_URL`] by default.
         token_url: String,
     },
-}
-
-/// At most `limit` requests in any rolling window of length `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Throttle {
-    /// Requests per window.
-    pub limit: u32,
-    /// Window length.
-    pub per: Duration,
-}
-
-impl Default for Throttle {
-    /// HubSpot's smallest burst limit: 100 requests per rolling 10 seconds.
-    fn default() -> Self {
-        Throttle {
-            limit: 100,
-            per: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Retries of transient failures (5xx, timeouts, connection errors) and of 429s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Sends of one request at most (first try included) for 5xx, timeouts and connection errors.
-    pub max_attempts: u32,
-    /// First backoff delay; doubled per attempt, with jitter.
-    pub base_delay: Duration,
-    /// Cap of one backoff delay.
-    pub max_delay: Duration,
-    /// Sends of one request at most while HubSpot answers 429 (each after the advised wait).
-    pub max_rate_limited_attempts: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            max_rate_limited_attempts: 8,
-        }
-    }
 }

@@ -90,26 +90,7 @@ impl Error {
     }
 }
 
-/// Coarse transport failure kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    /// No answer within the configured timeout; the request may have been processed.
-    Timeout,
-    /// The connection could not be made; the request was not sent.
-    Connect,
-    /// The connection broke or the body could not be read; the request may have been processed.
-    Other,
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TransportKind::Timeout => "timeout",
-            TransportKind::Connect => "connection refused or unreachable",
-            TransportKind::Other => "connection error",
-        })
-    }
-}
+pub use rivulet_http::TransportKind;
 
 /// An error answer from HubSpot, as its standard error body describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

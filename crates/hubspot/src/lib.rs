@@ -6,8 +6,10 @@
 //!
 //! - [`config`]: connection settings — base URL, auth, throttle, concurrency, retries.
 //! - [`auth`](crate::Auth): bearer token or OAuth refresh, secrets kept out of logs and errors.
-//! - `throttle`: rolling-window budget, search budget, in-flight limits, 429 pauses.
-//! - `retry`: what to retry and how long to wait.
+//! - `client`: the connection handle; every request goes through the shared HTTP policy
+//!   (`rivulet-http`: throttle, in-flight limit, retries, backoff, capped `Retry-After`).
+//! - `policy`: HubSpot's side of that policy — search budget, batch limit, DAILY pause of
+//!   writes, `X-HubSpot-RateLimit-*` headers, `policyName` decisions, token refresh on 401.
 //! - [`error`]: typed errors an operator can act on.
 //! - [`objects`]: object types and single-record calls.
 //! - [`batch`]: chunked, bisected batch writes with per-record outcomes; upserts.
@@ -20,9 +22,8 @@ mod client;
 pub mod config;
 pub mod error;
 pub mod objects;
-mod retry;
+mod policy;
 pub mod search;
-mod throttle;
 pub mod values;
 
 pub use batch::{BATCH_SIZE, WriteOutcome};

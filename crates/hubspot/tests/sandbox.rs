@@ -24,6 +24,7 @@ fn fast(sandbox: &Sandbox) -> ClientConfig {
         base_delay: Duration::from_millis(20),
         max_delay: Duration::from_millis(200),
         max_rate_limited_attempts: 20,
+        ..RetryPolicy::default()
     };
     c.timeout = Duration::from_secs(5);
     c

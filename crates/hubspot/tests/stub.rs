@@ -201,6 +201,7 @@ fn lossy_config(base: &str) -> ClientConfig {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
         max_rate_limited_attempts: 3,
+        ..RetryPolicy::default()
     };
     c
 }
@@ -418,4 +419,187 @@ async fn in_flight_limits_hold() {
     assert_eq!(batches.max.load(Ordering::SeqCst), 2);
     assert!(singles.max.load(Ordering::SeqCst) + batches.max.load(Ordering::SeqCst) <= 3 + 2);
     assert!(singles.max.load(Ordering::SeqCst) <= 3);
+}
+
+/// Answers 429 with the given `Retry-After` once, then the record.
+#[derive(Default)]
+struct RetryAfterStub {
+    value: Mutex<String>,
+    calls: AtomicU64,
+}
+
+fn retry_after_app(state: Arc<RetryAfterStub>) -> Router {
+    Router::new()
+        .route(
+            "/crm/v3/objects/contacts/{id}",
+            get(|State(s): State<Arc<RetryAfterStub>>| async move {
+                if s.calls.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    let value = s.value.lock().clone();
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", value)],
+                        axum::Json(json!({"status":"error","message":"slow down",
+                            "errorType":"RATE_LIMIT","policyName":"TEN_SECONDLY_ROLLING"})),
+                    )
+                        .into_response();
+                }
+                axum::Json(json!({"id":"1","properties":{},"archived":false})).into_response()
+            }),
+        )
+        .with_state(state)
+}
+
+/// Log lines written while a test runs, for asserting on them.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn hostile_retry_after_is_capped_and_logged() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    // This test's runtime is single-threaded: the subscriber sees the client's events.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let state = Arc::new(RetryAfterStub::default());
+    let base = serve(retry_after_app(state.clone())).await;
+    let mut config = lossy_config(&base);
+    config.retry.max_retry_after = Duration::from_millis(200);
+    config.timeout = Duration::from_secs(5);
+    let client = Client::new(config).unwrap();
+    for value in ["18446744073709551615", "1e300", "99999"] {
+        *state.value.lock() = value.to_string();
+        let started = std::time::Instant::now();
+        let got = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.get(&ObjectType::Contacts, "1", None, &[]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("Retry-After: {value} was not capped"))
+        .unwrap();
+        assert!(got.is_some());
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(10),
+            "Retry-After: {value} took {took:?}"
+        );
+    }
+    assert_eq!(state.calls.load(Ordering::SeqCst), 6);
+    assert_eq!(client.stats().rate_limited, 3);
+    let shown = String::from_utf8(logs.0.lock().clone()).unwrap();
+    let warned: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("max_retry_after"))
+        .collect();
+    assert_eq!(warned.len(), 3, "{shown}");
+    assert!(
+        warned[2].contains("asked_s=99999") && warned[2].contains("waiting_s=0.2"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("Bearer") && !shown.contains("authorization"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_429_and_5xx_are_retried_outside_the_api_budget() {
+    let token_calls = Arc::new(AtomicU64::new(0));
+    let app = Router::new()
+        .route(
+            "/oauth/v1/token",
+            post(|State(n): State<Arc<AtomicU64>>| async move {
+                match n.fetch_add(1, Ordering::SeqCst) {
+                    0 => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "0")],
+                        "slow",
+                    )
+                        .into_response(),
+                    1 => (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+                    _ => axum::Json(json!({"access_token": "at-1", "expires_in": 1800}))
+                        .into_response(),
+                }
+            }),
+        )
+        .route(
+            "/crm/v3/objects/contacts/{id}",
+            get(|| async { axum::Json(json!({"id":"1","properties":{}})) }),
+        )
+        .with_state(token_calls.clone());
+    let base = serve(app).await;
+    let mut config = oauth_config(&base);
+    // An API budget of one request: token requests must not spend it.
+    config.throttle = Throttle {
+        limit: 1,
+        per: Duration::from_secs(60),
+    };
+    let client = Client::new(config).unwrap();
+    client
+        .get(&ObjectType::Contacts, "1", None, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(token_calls.load(Ordering::SeqCst), 3);
+    let stats = client.stats();
+    assert_eq!(
+        (stats.requests, stats.token_refreshes, stats.rate_limited),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_daily_429_pauses_writes_until_midnight_by_the_injected_clock() {
+    use chrono::TimeZone;
+    let creates = Arc::new(AtomicU64::new(0));
+    let app = Router::new()
+        .route(
+            "/crm/v3/objects/contacts",
+            post(|State(n): State<Arc<AtomicU64>>| async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    axum::Json(
+                        json!({"status":"error","message":"You have reached your daily limit.",
+                        "errorType":"RATE_LIMIT","policyName":"DAILY"}),
+                    ),
+                )
+            }),
+        )
+        .with_state(creates.clone());
+    let base = serve(app).await;
+    let mut config = lossy_config(&base);
+    let eleven_pm = chrono::Utc.with_ymd_and_hms(2025, 3, 1, 23, 0, 0).unwrap();
+    config.clock = Arc::new(rivulet_http::ManualClock::new(eleven_pm));
+    let client = Client::new(config).unwrap();
+    let input = WriteInput::new([("email", "a@x.io")]);
+    let err = client
+        .create(&ObjectType::Contacts, &input)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DailyLimit { resume_in } if resume_in == Duration::from_secs(3600)),
+        "{err:?}"
+    );
+    // The next write is refused without a request.
+    let err = client
+        .create(&ObjectType::Contacts, &input)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DailyLimit { .. }), "{err:?}");
+    assert_eq!(creates.load(Ordering::SeqCst), 1);
 }

@@ -1,10 +1,12 @@
-//! Per-connection throttling: a rolling-window request budget (HubSpot's window rolls, so a
-//! limiter that refills a whole burst at fixed boundaries could trip it), semaphores for requests
-//! and batch calls in flight, and a pause that every request honours after a 429.
+//! Request budgets: a rolling-window budget ([`RollingWindow`]; a server whose window rolls can
+//! be tripped by a limiter that refills a whole burst at fixed boundaries), an in-flight limit
+//! ([`InFlight`]), and a pause that every request honours after a 429.
 //!
 //! A request counts from the moment it is admitted until its answer arrives, and then for a
-//! whole window after that answer: HubSpot stamps it on arrival, somewhere in between, so counting
-//! from the answer can never expire a request earlier than the server does.
+//! whole window after that answer: the server stamps it on arrival, somewhere in between, so
+//! counting from the answer can never expire a request earlier than the server does.
+//!
+//! Waits use `tokio::time` (monotonic, pausable in tests).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,28 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+/// At most `limit` requests in any rolling window of length `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    /// Requests per window.
+    pub limit: u32,
+    /// Window length.
+    pub per: Duration,
+}
+
+impl Default for Throttle {
+    /// A conservative 100 requests per rolling 10 seconds (HubSpot's smallest burst limit).
+    fn default() -> Self {
+        Throttle {
+            limit: 100,
+            per: Duration::from_secs(10),
+        }
+    }
+}
+
 /// A rolling window: at most `limit` requests counted in any window of length `per`.
 #[derive(Debug)]
-pub(crate) struct RollingWindow {
+pub struct RollingWindow {
     state: Mutex<WindowState>,
     changed: Notify,
     per: Duration,
@@ -26,8 +47,8 @@ struct WindowState {
     limit: u32,
     /// One entry per counted request: `None` while in flight, else when it stops counting.
     slots: Vec<Option<Instant>>,
-    /// Requests HubSpot counted that we did not send (other apps, other processes sharing the
-    /// budget), by when they stop counting.
+    /// Requests the server counted that we did not send (other apps, other processes sharing
+    /// the budget), by when they stop counting.
     foreign: Vec<Instant>,
     /// Nothing is admitted before this instant (set after a 429).
     paused_until: Option<Instant>,
@@ -57,31 +78,39 @@ impl WindowState {
     }
 }
 
+/// `now + wait`, or about thirty years from now when that overflows.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// Proof of admission; dropping it (when the answer is in) starts the request's expiry clock.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     window: Arc<RollingWindow>,
     ticket: u64,
     /// `expired` when it was admitted.
     expired_then: u64,
+    waited: bool,
 }
 
 impl Slot {
-    /// Takes in what HubSpot's `X-HubSpot-RateLimit-*` headers on this request's answer say.
-    pub(crate) fn observe(
-        &self,
-        max: Option<u32>,
-        remaining: Option<u32>,
-        interval: Option<Duration>,
-    ) {
+    /// Takes in what the server says of its budget on this request's answer: its `max` per
+    /// window, how many requests `remaining`, and the window's length (`interval`).
+    pub fn observe(&self, max: Option<u32>, remaining: Option<u32>, interval: Option<Duration>) {
         self.window
             .observe(self.expired_then, max, remaining, interval);
+    }
+
+    /// True when the request had to wait for its place.
+    pub fn waited(&self) -> bool {
+        self.waited
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let expires = Instant::now() + self.window.per;
+        let expires = later(Instant::now(), self.window.per);
         {
             let mut st = self.window.state.lock();
             if let Some(i) = st.tickets.iter().position(|t| *t == self.ticket) {
@@ -93,7 +122,8 @@ impl Drop for Slot {
 }
 
 impl RollingWindow {
-    pub(crate) fn new(limit: u32, per: Duration) -> Arc<Self> {
+    /// A window admitting `limit` requests per `per`.
+    pub fn new(limit: u32, per: Duration) -> Arc<Self> {
         Arc::new(RollingWindow {
             state: Mutex::new(WindowState {
                 limit,
@@ -109,8 +139,19 @@ impl RollingWindow {
         })
     }
 
+    /// A window from its settings.
+    pub fn from_throttle(t: Throttle) -> Arc<Self> {
+        Self::new(t.limit, t.per)
+    }
+
+    /// The window's length.
+    pub fn per(&self) -> Duration {
+        self.per
+    }
+
     /// Waits until a request may be sent, and counts it.
-    pub(crate) async fn acquire(self: &Arc<Self>) -> Slot {
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        let mut waited = false;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -130,6 +171,7 @@ impl RollingWindow {
                             window: Arc::clone(self),
                             ticket,
                             expired_then: st.expired,
+                            waited,
                         };
                     }
                     // Full: the earliest finished request frees a place; if all are in flight,
@@ -137,6 +179,7 @@ impl RollingWindow {
                     _ => st.slots.iter().flatten().chain(&st.foreign).min().copied(),
                 }
             };
+            waited = true;
             match wake {
                 Some(at) => {
                     tokio::select! {
@@ -150,20 +193,20 @@ impl RollingWindow {
     }
 
     /// Admits nothing for `wait` (a 429 told us the window is spent).
-    pub(crate) fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+    pub fn pause(&self, wait: Duration) {
+        let until = later(Instant::now(), wait);
         let mut st = self.state.lock();
         if st.paused_until.is_none_or(|p| p < until) {
             st.paused_until = Some(until);
         }
     }
 
-    /// A smaller server maximum lowers the limit. HubSpot's count when it took the request
+    /// A smaller server maximum lowers the limit. The server's count when it took the request
     /// (`max - remaining`) beyond every request of ours it could have counted is usage we did
-    /// not make (other apps share the budget): it is counted for a window, so we slow down
-    /// before HubSpot refuses. "Could have counted" = ours counting now plus ours that stopped
-    /// counting since this request was admitted: requests in flight together arrive in any
-    /// order, and the header is as old as the request's trip.
+    /// not make (other clients share the budget): it is counted for a window, so we slow down
+    /// before the server refuses. "Could have counted" = ours counting now plus ours that
+    /// stopped counting since this request was admitted: requests in flight together arrive in
+    /// any order, and the report is as old as the request's trip.
     fn observe(
         &self,
         expired_then: u64,
@@ -182,63 +225,39 @@ impl RollingWindow {
         st.purge(now);
         let ours = st.slots.len() as u64 + (st.expired - expired_then);
         let foreign = u64::from(max.saturating_sub(remaining)).saturating_sub(ours) as usize;
-        let expires = now + interval.unwrap_or(self.per).min(self.per);
+        let expires = later(now, interval.unwrap_or(self.per).min(self.per));
         while st.foreign.len() < foreign {
             st.foreign.push(expires);
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn counted(&self) -> usize {
+    /// Requests counted now (ours, in flight or within a window of their answer, and others').
+    pub fn counted(&self) -> usize {
         self.state.lock().counted()
     }
 }
 
-/// All limits of one connection.
-#[derive(Debug)]
-pub(crate) struct Limits {
-    pub general: Arc<RollingWindow>,
-    pub search: Arc<RollingWindow>,
-    connections: Arc<Semaphore>,
-    batches: Arc<Semaphore>,
-    /// Writes are refused until this instant after a DAILY 429.
-    daily_paused_until: Mutex<Option<Instant>>,
+/// At most so many requests in flight at once.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    permits: Arc<Semaphore>,
 }
 
-impl Limits {
-    pub(crate) fn new(config: &crate::ClientConfig) -> Self {
-        Limits {
-            general: RollingWindow::new(config.throttle.limit, config.throttle.per),
-            search: RollingWindow::new(config.search_per_second, Duration::from_secs(1)),
-            connections: Arc::new(Semaphore::new(config.concurrent_connections)),
-            batches: Arc::new(Semaphore::new(config.concurrent_batches)),
-            daily_paused_until: Mutex::new(None),
+impl InFlight {
+    /// A limit of `max` (at least 1).
+    pub fn new(max: usize) -> Self {
+        InFlight {
+            permits: Arc::new(Semaphore::new(max.max(1))),
         }
     }
 
-    pub(crate) async fn connection(&self) -> OwnedSemaphorePermit {
-        Arc::clone(&self.connections)
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed")
-    }
-
-    pub(crate) async fn batch(&self) -> OwnedSemaphorePermit {
-        Arc::clone(&self.batches)
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed")
-    }
-
-    pub(crate) fn pause_daily(&self, wait: Duration) {
-        *self.daily_paused_until.lock() = Some(Instant::now() + wait);
-    }
-
-    /// Time left in a DAILY pause, if one is in force.
-    pub(crate) fn daily_pause_left(&self) -> Option<Duration> {
-        let until = (*self.daily_paused_until.lock())?;
-        let now = Instant::now();
-        (until > now).then(|| until - now)
+    /// Waits for a place; it is held until the permit is dropped.
+    pub async fn acquire(&self) -> OwnedSemaphorePermit {
+        match Arc::clone(&self.permits).acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => unreachable!("in-flight semaphore closed"),
+        }
     }
 }
 
@@ -293,8 +312,11 @@ mod tests {
         let w = RollingWindow::new(100, Duration::from_secs(10));
         let start = Instant::now();
         w.pause(Duration::from_secs(3));
-        drop(w.acquire().await);
+        let slot = w.acquire().await;
+        assert!(slot.waited());
         assert_eq!(Instant::now() - start, Duration::from_secs(3));
+        // An absurd pause saturates instead of overflowing.
+        w.pause(Duration::MAX);
     }
 
     #[tokio::test(start_paused = true)]
