@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::{copy_dir, root};
-use rivulet_engine::runtime::state::{SqliteStore, StateStore};
+use rivulet_runtime::state::{FailureStatus, RunStatus, SqliteStore, StateStore};
 use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -107,6 +107,7 @@ impl Env {
             .arg("--once")
             .args(extra)
             .env("HUBSPOT_TOKEN", "example-token")
+            .env("SHOP_TOKEN", "example-shop-token")
             .env("HUBSPOT_BASE_URL", &self.sandbox_url)
             .env("SHOP_BASE_URL", format!("{}/shop", self.http_url))
             .env("ERP_WEBHOOK_URL", format!("{}/erp", self.http_url))
@@ -126,8 +127,8 @@ impl Env {
         self.dir.path().join(rel)
     }
 
-    fn store(&self) -> SqliteStore {
-        SqliteStore::open(&self.path("state.db")).unwrap()
+    async fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.path("state.db")).await.unwrap()
     }
 }
 
@@ -292,7 +293,9 @@ async fn a_malformed_csv_row_fails_alone_with_its_line_number() {
     );
     let failures = env
         .store()
-        .failures(Some("companies-from-erp"), "failed", 10)
+        .await
+        .failures(Some("companies-from-erp"), FailureStatus::Failed, 10)
+        .await
         .unwrap();
     let origins: Vec<String> = failures
         .iter()
@@ -321,8 +324,13 @@ async fn a_non_json_api_answer_is_an_error_with_status_and_snippet() {
         stdout.contains("200") && stdout.contains("Maintenance until 10:00"),
         "{stdout}"
     );
-    let runs = env.store().runs(Some("customers-to-contacts"), 1).unwrap();
-    assert_eq!(runs[0].status, "error");
+    let runs = env
+        .store()
+        .await
+        .runs(Some("customers-to-contacts"), 1)
+        .await
+        .unwrap();
+    assert_eq!(runs[0].status, RunStatus::Error);
     sb.shutdown().await;
 }
 

@@ -207,17 +207,17 @@ fn malformed_test_files_get_located_errors() {
         // The good test of a file still runs.
         format!("ok   {dir}/keys.test.yaml: good"),
         format!(
-            "{dir}/keys.test.yaml:7:5: error: unknown key `expct` in a test (hint: did you mean `expect`?)"
+            "{dir}/keys.test.yaml:7:5: error: unknown key `expct` in `tests[1]` (hint: did you mean `expect`?)"
         ),
         format!(
-            "{dir}/keys.test.yaml:10:11: error: `mode` must be `wire` or `native`, found `wires` (hint: did you mean `wire`?)"
+            "{dir}/keys.test.yaml:10:11: error: `tests[2].mode` is `wires`, which is not one of: wire, native (hint: did you mean `wire`?)"
         ),
         format!("FAIL {dir}/keys.test.yaml:12: (test 4, without a name)"),
-        format!("{dir}/keys.test.yaml:12:5: error: missing key `name` in a test"),
-        format!("{dir}/keys.test.yaml:14:12: error: `exact` must be true or false"),
-        format!("{dir}/keys.test.yaml:15:5: error: a test must be a mapping, found a string"),
+        format!("{dir}/keys.test.yaml:12:5: error: `tests[3]` is missing the required key `name`"),
+        format!("{dir}/keys.test.yaml:14:12: error: `tests[3].exact` must be true or false"),
+        format!("{dir}/keys.test.yaml:15:5: error: `tests[4]` must be a mapping, found a string"),
         format!(
-            "{dir}/shape.test.yaml:1:1: error: unknown key `test` in a test file (hint: did you mean `tests`?)"
+            "{dir}/shape.test.yaml:1:1: error: unknown key `test` (hint: did you mean `tests`?)"
         ),
         format!("{dir}/syntax.test.yaml:4:11: error: "),
     ] {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{copy_dir, rivulet, root};
-use rivulet_engine::runtime::state::{SqliteStore, StateStore};
+use rivulet_runtime::state::{FailureStatus, RunStatus, SqliteStore, StateStore};
 use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -73,8 +73,8 @@ impl Workspace {
         }
     }
 
-    fn store(&self) -> SqliteStore {
-        SqliteStore::open(&self.path("state.db")).unwrap()
+    async fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.path("state.db")).await.unwrap()
     }
 }
 
@@ -139,9 +139,9 @@ async fn new_contacts_are_delivered_exactly_once_across_restarts() {
     let lines = ws.lines("out/new.jsonl");
     assert_eq!(lines.len(), 500);
     assert_unique(&lines);
-    let runs = ws.store().runs(Some("new"), 10).unwrap();
+    let runs = ws.store().await.runs(Some("new"), 10).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.counts.succeeded).sum::<u64>(), 500);
-    assert!(runs.iter().all(|r| r.status == "succeeded"));
+    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
     sb.shutdown().await;
 }
 
@@ -334,7 +334,9 @@ async fn kill_9_mid_batch_loses_nothing_and_creates_nothing_twice() {
     assert_eq!(emails.len(), 1500);
     assert!(
         ws.store()
-            .failures(Some("owners"), "failed", 10)
+            .await
+            .failures(Some("owners"), FailureStatus::Failed, 10)
+            .await
             .unwrap()
             .is_empty(),
         "no record failed"
@@ -359,7 +361,13 @@ async fn faults_and_429_storms_deliver_every_record_once() {
     for _ in 0..5 {
         ws.run_once();
         if ws.lines("out/mirror.jsonl").len() >= 1000
-            && ws.store().failures(None, "failed", 1).unwrap().is_empty()
+            && ws
+                .store()
+                .await
+                .failures(None, FailureStatus::Failed, 1)
+                .await
+                .unwrap()
+                .is_empty()
         {
             break;
         }
@@ -373,13 +381,20 @@ async fn faults_and_429_storms_deliver_every_record_once() {
     assert_eq!(unique.len(), 1000);
     assert_eq!(sb.store().count("companies").unwrap(), 1000);
     let stats = sb.store().stats();
-    let runs = ws.store().runs(Some("mirror"), 100).unwrap();
+    let runs = ws.store().await.runs(Some("mirror"), 100).await.unwrap();
     assert_eq!(
         runs.iter().map(|r| r.counts.succeeded).sum::<u64>(),
         1000,
         "run history counts each record once"
     );
-    assert!(ws.store().failures(None, "failed", 1).unwrap().is_empty());
+    assert!(
+        ws.store()
+            .await
+            .failures(None, FailureStatus::Failed, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     eprintln!("sandbox stats: {stats:?}");
     sb.shutdown().await;
 }
@@ -444,7 +459,7 @@ async fn dry_run_writes_nothing_and_moves_no_cursor() {
         );
     }
     assert!(ws.lines("out/dry.jsonl").is_empty());
-    assert!(ws.store().runs(None, 10).unwrap().is_empty());
+    assert!(ws.store().await.runs(None, 10).await.unwrap().is_empty());
     sb.shutdown().await;
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{expectations, rivulet, root};
-use rivulet_engine::schema;
+use rivulet_spec::schema;
 use std::path::{Path, PathBuf};
 
 #[test]
@@ -16,6 +16,7 @@ fn checked_in_schemas_are_fresh() {
             schema::CONNECTIONS_SCHEMA_FILE,
             schema::connections_schema(),
         ),
+        (schema::TEST_SCHEMA_FILE, schema::test_schema()),
     ] {
         let on_disk = std::fs::read_to_string(root().join(file)).unwrap_or_default();
         assert!(
@@ -72,12 +73,31 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn schema_for(node: &rivulet_engine::yaml::Node) -> &'static serde_json::Value {
+fn schema_for(node: &rivulet_spec::yaml::Node) -> &'static serde_json::Value {
     if node.get("connections").is_some() {
         schema::connections_schema()
     } else {
         schema::flow_schema()
     }
+}
+
+/// Mapping test files that must pass the test schema.
+fn test_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [
+        "flows",
+        "tests/fixtures/mapping/pass",
+        "tests/fixtures/mapping/fail",
+    ] {
+        files.extend(
+            std::fs::read_dir(root().join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".test.yaml")),
+        );
+    }
+    files.sort();
+    files
 }
 
 /// The invalid fixtures that are wrong in structure only.
@@ -94,7 +114,7 @@ fn structurally_invalid() -> Vec<PathBuf> {
 #[test]
 fn jsonschema_crate_agrees_with_the_fixtures() {
     for path in yaml_files(&root().join("tests/fixtures/valid")) {
-        let node = rivulet_engine::yaml::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let node = rivulet_spec::yaml::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let validator = jsonschema::validator_for(schema_for(&node)).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&node.to_json())
@@ -102,6 +122,21 @@ fn jsonschema_crate_agrees_with_the_fixtures() {
             .collect();
         assert!(errors.is_empty(), "{} rejected: {errors:?}", path.display());
     }
+    let tests = jsonschema::validator_for(schema::test_schema()).unwrap();
+    for path in test_files() {
+        let node = rivulet_spec::yaml::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = tests
+            .iter_errors(&node.to_json())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{} rejected: {errors:?}", path.display());
+    }
+    let malformed = root().join("tests/fixtures/mapping/malformed/keys.test.yaml");
+    let node = rivulet_spec::yaml::parse(&std::fs::read_to_string(&malformed).unwrap()).unwrap();
+    assert!(
+        !tests.is_valid(&node.to_json()),
+        "the test schema accepts a malformed test file"
+    );
     let invalid = structurally_invalid();
     assert!(
         invalid.len() >= 10,
@@ -109,7 +144,7 @@ fn jsonschema_crate_agrees_with_the_fixtures() {
         invalid.len()
     );
     for path in invalid {
-        let node = rivulet_engine::yaml::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let node = rivulet_spec::yaml::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let validator = jsonschema::validator_for(schema_for(&node)).unwrap();
         assert!(
             !validator.is_valid(&node.to_json()),
@@ -155,6 +190,7 @@ fn check_jsonschema_agrees_with_the_fixtures() {
     for (schema_file, files) in [
         (schema::FLOW_SCHEMA_FILE, &flows),
         (schema::CONNECTIONS_SCHEMA_FILE, &connections),
+        (schema::TEST_SCHEMA_FILE, &test_files()),
     ] {
         let out = run(schema_file, files);
         assert!(

@@ -37,6 +37,7 @@ fn valid_fixtures_pass_without_warnings() {
         .env("HUBSPOT_TOKEN", "x")
         .env("HUBSPOT_CLIENT_SECRET", "x")
         .env("HUBSPOT_REFRESH_TOKEN", "x")
+        .env("ERP_TOKEN", "x")
         .output()
         .unwrap();
     let report = json_of(&out);
@@ -302,6 +303,7 @@ fn a_single_flow_file_brings_its_connections() {
     rivulet()
         .args(["validate", "flows/new-contacts-to-file.yaml"])
         .env("HUBSPOT_TOKEN", "x")
+        .env("SHOP_TOKEN", "x")
         .assert()
         .success()
         .stdout(predicate::str::contains(

@@ -48,15 +48,15 @@ fn main() {
     generate(flows_dir, FLOWS);
 
     // In-process: load, parse, check structure and rules, compile every mapping.
-    let options = rivulet_engine::validate::Options::default();
+    let options = rivulet_spec::validate::Options::default();
     let mut in_process = Vec::new();
     for _ in 0..5 {
         let start = Instant::now();
-        let v = rivulet_engine::validate_paths(&[flows_dir.to_path_buf()], &options).unwrap();
+        let v = rivulet_spec::validate_paths(&[flows_dir.to_path_buf()], &options).unwrap();
         in_process.push(start.elapsed());
         assert_eq!(v.flows.len(), FLOWS);
         assert_eq!(
-            v.count(rivulet_engine::Severity::Error),
+            v.count(rivulet_spec::Severity::Error),
             0,
             "{:?}",
             v.diagnostics.first()

@@ -1,9 +1,10 @@
 //! Rendering diagnostics: for people (source line and caret, colour on a terminal unless
 //! `NO_COLOR`), as JSON for tools, and as GitHub workflow annotations.
 
-use rivulet_engine::diagnostic::{Diagnostic, Severity};
-use rivulet_engine::load::FileKind;
-use rivulet_engine::validate::{Validation, thousands};
+use rivulet_spec::diagnostic::{Diagnostic, Severity};
+use rivulet_spec::load::FileKind;
+use rivulet_spec::model::Trigger;
+use rivulet_spec::validate::{Validation, thousands};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
 
@@ -73,12 +74,14 @@ pub fn json_report(v: &Validation, valid: bool) -> serde_json::Value {
             "kind": match f.kind() { FileKind::Flow => "flow", FileKind::Connections => "connections" },
         })).collect::<Vec<_>>(),
         "flows": v.flows.iter().map(|f| {
-            let trigger = f.flow.trigger.as_ref().map(|t| json!({
-                "connection": t.hubspot.connection,
-                "object": t.hubspot.object,
-                "on": t.hubspot.on,
-                "poll_every": t.hubspot.poll_every.to_string(),
-            }));
+            let trigger = f.flow.trigger.as_ref().map(|t| match t {
+                Trigger::Hubspot(t) => json!({
+                    "connection": t.connection,
+                    "object": t.object,
+                    "on": t.on,
+                    "poll_every": t.poll_every.to_string(),
+                }),
+            });
             json!({
                 "name": f.flow.name,
                 "file": f.file,
@@ -132,16 +135,15 @@ fn human(out: &mut impl Write, v: &Validation, valid: bool) -> std::io::Result<(
         diagnostic(out, d, v.source(&d.file), &style)?;
     }
     for f in v.flows.iter() {
-        if let (Some(t), Some(calls)) = (&f.flow.trigger, f.calls_per_day) {
-            let t = &t.hubspot;
+        if let (Some(Trigger::Hubspot(t)), Some(calls)) = (&f.flow.trigger, f.calls_per_day) {
             writeln!(
                 out,
                 "{} {}: polls HubSpot {} every {} on `{}`: {} search calls/day",
                 style.paint("2", "note:"),
                 f.flow.name,
                 match t.object {
-                    rivulet_engine::model::TriggerObject::Company => "companies",
-                    rivulet_engine::model::TriggerObject::Contact => "contacts",
+                    rivulet_spec::model::TriggerObject::Company => "companies",
+                    rivulet_spec::model::TriggerObject::Contact => "contacts",
                 },
                 t.poll_every,
                 t.connection,

@@ -25,9 +25,9 @@
 use crate::render::{self, Format};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use rivulet_engine::diagnostic::{Diagnostic, Pos, did_you_mean};
-use rivulet_engine::validate::{Options, Validation, validate_paths};
 use rivulet_mapping::{Context, Mapping, OutputMode};
+use rivulet_spec::diagnostic::{Diagnostic, Pos, did_you_mean};
+use rivulet_spec::validate::{Options, Validation, validate_paths};
 use serde_json::Value;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -108,7 +108,12 @@ pub(crate) fn load_flow(path: &Path) -> anyhow::Result<Result<LoadedFlow, Box<Va
             return Ok(Ok(LoadedFlow {
                 name: checked.flow.name.clone(),
                 mapping: mapping.clone(),
-                default_mode: if checked.flow.actions.iter().any(|a| a.hubspot.is_some()) {
+                default_mode: if checked
+                    .flow
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, rivulet_spec::model::Action::Hubspot(_)))
+                {
                     OutputMode::Wire
                 } else {
                     OutputMode::Native

@@ -2,12 +2,11 @@
 
 use crate::render::{self, Format};
 use anyhow::Context as _;
-use rivulet_engine::runtime::runner::{self, RunOptions};
-use rivulet_engine::runtime::state::SqliteStore;
-use rivulet_engine::validate::{Options, validate_paths};
+use rivulet_runtime::runner::{self, RunOptions};
+use rivulet_runtime::state;
+use rivulet_spec::validate::{Options, validate_paths};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Log formats.
@@ -25,10 +24,10 @@ pub struct Args {
     /// Flow files or directories.
     #[arg(default_value = "flows")]
     paths: Vec<PathBuf>,
-    /// The state database (default: `.rivulet/state.db` beside the flows directory; with
-    /// `--sandbox`, a fresh temporary one).
-    #[arg(long, value_name = "PATH")]
-    state: Option<PathBuf>,
+    /// The state store: a SQLite file (default: `.rivulet/state.db` beside the flows
+    /// directory; with `--sandbox`, a fresh temporary one).
+    #[arg(long, value_name = "PATH|URL", env = "RIVULET_STATE_URL")]
+    state: Option<String>,
     /// Run every flow once (one poll, one schedule tick), print a summary and exit: 0 when
     /// every record went through, 1 when some failed.
     #[arg(long)]
@@ -52,7 +51,7 @@ pub struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    rivulet_engine::model::Duration::parse(s).map(|d| d.get())
+    rivulet_spec::model::Duration::parse(s).map(|d| d.get())
 }
 
 fn init_logs(format: LogFormat) {
@@ -117,24 +116,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let state_path = match (&args.state, &scratch) {
+        let state_location = match (&args.state, &scratch) {
             (Some(p), _) => p.clone(),
-            (None, Some(dir)) => dir.path().join("state.db"),
-            (None, None) => default_state(&args.paths),
+            (None, Some(dir)) => dir.path().join("state.db").display().to_string(),
+            (None, None) => default_state(&args.paths).display().to_string(),
         };
         if args.sandbox {
             let sandbox = rivulet_sandbox::Sandbox::start(rivulet_sandbox::SandboxConfig { demo_data: true, ..Default::default() })
                 .await
                 .context("starting the sandbox")?;
             tracing::info!(url = %sandbox.url(), "HubSpot sandbox started with demo companies and contacts");
-            options.hubspot_override = Some((sandbox.url(), "sandbox".into()));
+            options.overrides.hubspot = Some((sandbox.url(), "sandbox".into()));
             let (addr, received) = crate::demo::start().await.context("starting the demo HTTP API")?;
-            options.http_override = Some(format!("http://{addr}"));
+            options.overrides.http = Some(format!("http://{addr}"));
             demo = Some(received);
             sandbox_handle = Some(sandbox);
         }
-        let store = SqliteStore::open(&state_path).with_context(|| format!("opening state {}", state_path.display()))?;
-        tracing::info!(state = %state_path.display(), flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "starting");
+        let store = state::open(&state_location).await.with_context(|| format!("opening state {state_location}"))?;
+        tracing::info!(state = %state_location, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "starting");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -143,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         let mut stop_for_grace = stop_rx.clone();
         let grace = args.grace;
-        let run = runner::run(&validation, Arc::new(store), options, stop_rx);
+        let run = runner::run(&validation, store, options, stop_rx);
         tokio::pin!(run);
         let summary = tokio::select! {
             result = &mut run => result?,

@@ -49,7 +49,7 @@ pub struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    rivulet_engine::model::Duration::parse(s).map(|d| d.get())
+    rivulet_spec::model::Duration::parse(s).map(|d| d.get())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,7 @@
 //! `rivulet schema`: the JSON Schemas generated from the flow model.
 
 use anyhow::Context;
-use rivulet_engine::schema;
+use rivulet_spec::schema;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +12,8 @@ pub enum Which {
     Flow,
     /// Connections files.
     Connections,
+    /// Mapping test files (`NAME.test.yaml`).
+    Test,
 }
 
 /// Arguments of `rivulet schema`.
@@ -20,8 +22,8 @@ pub struct Args {
     /// The schema to print.
     #[arg(value_enum, default_value = "flow")]
     which: Which,
-    /// Write both schemas into this folder (as `flow.schema.json` and
-    /// `connections.schema.json`) instead of printing one.
+    /// Write every schema into this folder (as `flow.schema.json`, `connections.schema.json`
+    /// and `test.schema.json`) instead of printing one.
     #[arg(long, value_name = "DIR")]
     write: Option<PathBuf>,
 }
@@ -32,6 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (name, value) in [
             ("flow.schema.json", schema::flow_schema()),
             ("connections.schema.json", schema::connections_schema()),
+            ("test.schema.json", schema::test_schema()),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, schema::to_pretty(value))
@@ -43,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let value = match args.which {
         Which::Flow => schema::flow_schema(),
         Which::Connections => schema::connections_schema(),
+        Which::Test => schema::test_schema(),
     };
     print!("{}", schema::to_pretty(value));
     Ok(ExitCode::SUCCESS)

@@ -37,11 +37,10 @@
 
 use crate::cmd::map::{LoadedFlow, load_flow, parse_instant};
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, Utc};
-use rivulet_engine::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
-use rivulet_engine::load::{SourceFile, is_test_file};
-use rivulet_engine::yaml::{Node, Value as Yaml};
 use rivulet_mapping::{Context, OutputMode};
+use rivulet_spec::diagnostic::{Diagnostic, Pos, Severity};
+use rivulet_spec::load::{SourceFile, is_test_file};
+use rivulet_spec::testfile::{self, Check, DEFAULT_NOW, TestMode};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -67,20 +66,6 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "human")]
     format: TestFormat,
 }
-
-/// `now` and `run.started_at` of a test that sets no `now:`.
-pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
-
-/// The keys of one test.
-const CASE_KEYS: [&str; 7] = [
-    "name",
-    "input",
-    "expect",
-    "expect_error",
-    "exact",
-    "mode",
-    "now",
-];
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let files = find_test_files(&args.paths)?;
@@ -189,354 +174,6 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reading a test file
-
-/// One test, as written.
-struct Case {
-    name: String,
-    pos: Pos,
-    input: Value,
-    check: Check,
-    exact: bool,
-    mode: Option<OutputMode>,
-    now: Option<DateTime<Utc>>,
-}
-
-enum Check {
-    Fields(serde_json::Map<String, Value>),
-    Error(String),
-}
-
-/// A test that could be read, or the problems of one that could not.
-enum Entry {
-    Case(Box<Case>),
-    Broken {
-        name: Option<String>,
-        /// Which test of the file (from 1), to name a test without a name.
-        number: usize,
-        pos: Pos,
-        problems: Vec<Diagnostic>,
-    },
-}
-
-/// The tests of a file, or the problems that keep the file from being read as tests.
-fn read_cases(file: &Path, root: &Node) -> Result<Vec<Entry>, Vec<Diagnostic>> {
-    let err = |pos: Pos, code: &'static str, message: String| {
-        vec![Diagnostic::error(code, file, pos, message)]
-    };
-    let Yaml::Map(entries) = &root.value else {
-        let hint = "a test file is a mapping with a `tests` list";
-        return Err(vec![
-            Diagnostic::error(
-                if matches!(root.value, Yaml::Null) {
-                    "missing_key"
-                } else {
-                    "wrong_type"
-                },
-                file,
-                root.pos,
-                format!("expected a mapping with `tests`, found {}", root.kind()),
-            )
-            .with_hint(hint),
-        ]);
-    };
-    let mut problems = Vec::new();
-    let mut near_tests = false;
-    for (key, _) in entries {
-        if key.name != "tests" {
-            let mut d = Diagnostic::error(
-                "unknown_key",
-                file,
-                key.pos,
-                format!("unknown key `{}` in a test file", key.name),
-            );
-            d.hint = Some(match did_you_mean(&key.name, ["tests"]) {
-                Some(near) => {
-                    near_tests = true;
-                    format!("did you mean `{near}`?")
-                }
-                None => "a test file has one key, `tests`: a list of tests".into(),
-            });
-            problems.push(d);
-        }
-    }
-    let Some((key, tests)) = root.entry("tests") else {
-        if near_tests {
-            return Err(problems);
-        }
-        problems.push(
-            Diagnostic::error("missing_key", file, root.pos, "missing key `tests`")
-                .with_hint("`tests:` holds a list of tests, each with `name`, `input` and `expect` or `expect_error`"),
-        );
-        return Err(problems);
-    };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let Yaml::Seq(items) = &tests.value else {
-        return Err(err(
-            if matches!(tests.value, Yaml::Null) {
-                key.pos
-            } else {
-                tests.pos
-            },
-            "wrong_type",
-            format!("`tests` must be a list of tests, found {}", tests.kind()),
-        ));
-    };
-    if items.is_empty() {
-        return Err(err(
-            tests.pos,
-            "invalid_value",
-            "`tests` is empty: add a test, or remove the file".into(),
-        ));
-    }
-    Ok(items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| read_case(file, i + 1, item))
-        .collect())
-}
-
-fn read_case(file: &Path, number: usize, item: &Node) -> Entry {
-    let mut problems = Vec::new();
-    let mut error = |pos: Pos, code: &'static str, message: String, hint: Option<String>| {
-        let mut d = Diagnostic::error(code, file, pos, message);
-        d.hint = hint;
-        problems.push(d);
-    };
-    let Yaml::Map(entries) = &item.value else {
-        error(
-            item.pos,
-            "wrong_type",
-            format!("a test must be a mapping, found {}", item.kind()),
-            Some("e.g. `- { name: …, input: {…}, expect: {…} }`".into()),
-        );
-        return Entry::Broken {
-            name: None,
-            number,
-            pos: item.pos,
-            problems,
-        };
-    };
-    for (key, _) in entries {
-        if !CASE_KEYS.contains(&key.name.as_str()) {
-            let hint = match did_you_mean(&key.name, CASE_KEYS) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("a test has the keys {}", CASE_KEYS.join(", ")),
-            };
-            error(
-                key.pos,
-                "unknown_key",
-                format!("unknown key `{}` in a test", key.name),
-                Some(hint),
-            );
-        }
-    }
-
-    let name = match item.entry("name") {
-        None => {
-            error(
-                item.pos,
-                "missing_key",
-                "missing key `name` in a test".into(),
-                None,
-            );
-            None
-        }
-        Some((_, node)) => match &node.value {
-            Yaml::Str(s) if !s.trim().is_empty() => Some(s.clone()),
-            Yaml::Int(_) | Yaml::Float(_) | Yaml::Bool(_) => Some(node.to_json().to_string()),
-            _ => {
-                error(
-                    node.pos,
-                    "wrong_type",
-                    format!("`name` must be a non-empty string, found {}", node.kind()),
-                    None,
-                );
-                None
-            }
-        },
-    };
-
-    let input = match item.entry("input") {
-        None => {
-            error(
-                item.pos,
-                "missing_key",
-                "missing key `input` in a test".into(),
-                Some("`input` is the source record, e.g. `input: { email: a@b.c }`".into()),
-            );
-            Value::Null
-        }
-        Some((key, node)) => match &node.value {
-            Yaml::Map(_) => node.to_json(),
-            _ => {
-                error(
-                    if matches!(node.value, Yaml::Null) {
-                        key.pos
-                    } else {
-                        node.pos
-                    },
-                    "wrong_type",
-                    format!(
-                        "`input` must be a mapping (the source record), found {}",
-                        node.kind()
-                    ),
-                    None,
-                );
-                Value::Null
-            }
-        },
-    };
-
-    let check = match (item.entry("expect"), item.entry("expect_error")) {
-        (Some((key, node)), None) => match &node.value {
-            Yaml::Map(_) => match node.to_json() {
-                Value::Object(map) => Some(Check::Fields(map)),
-                _ => None,
-            },
-            _ => {
-                error(
-                    if matches!(node.value, Yaml::Null) {
-                        key.pos
-                    } else {
-                        node.pos
-                    },
-                    "wrong_type",
-                    format!(
-                        "`expect` must be a mapping of fields to values, found {}",
-                        node.kind()
-                    ),
-                    Some("use `expect: {}` to check only that the record maps".into()),
-                );
-                None
-            }
-        },
-        (None, Some((key, node))) => match &node.value {
-            Yaml::Str(s) => Some(Check::Error(s.clone())),
-            _ => {
-                error(
-                    if matches!(node.value, Yaml::Null) {
-                        key.pos
-                    } else {
-                        node.pos
-                    },
-                    "wrong_type",
-                    format!(
-                        "`expect_error` must be a string (part of the error message), found {}",
-                        node.kind()
-                    ),
-                    None,
-                );
-                None
-            }
-        },
-        (Some(_), Some((key, _))) => {
-            error(
-                key.pos,
-                "invalid_value",
-                "`expect` and `expect_error` exclude each other".into(),
-                Some("a record either maps or fails".into()),
-            );
-            None
-        }
-        (None, None) => {
-            error(
-                item.pos,
-                "missing_key",
-                "a test needs `expect` or `expect_error`".into(),
-                None,
-            );
-            None
-        }
-    };
-
-    let exact = match item.entry("exact") {
-        None => false,
-        Some((_, node)) => match node.value {
-            Yaml::Bool(b) => {
-                if b && matches!(check, Some(Check::Error(_))) {
-                    error(
-                        node.pos,
-                        "invalid_value",
-                        "`exact` applies to `expect`, not to `expect_error`".into(),
-                        None,
-                    );
-                }
-                b
-            }
-            _ => {
-                error(
-                    node.pos,
-                    "wrong_type",
-                    format!("`exact` must be true or false, found {}", node.kind()),
-                    None,
-                );
-                false
-            }
-        },
-    };
-
-    let mode = match item.entry("mode") {
-        None => None,
-        Some((_, node)) => match node.as_str() {
-            Some("wire") => Some(OutputMode::Wire),
-            Some("native") => Some(OutputMode::Native),
-            other => {
-                let hint = other
-                    .and_then(|s| did_you_mean(s, ["wire", "native"]))
-                    .map(|near| format!("did you mean `{near}`?"));
-                error(
-                    node.pos,
-                    "invalid_value",
-                    format!(
-                        "`mode` must be `wire` or `native`, found {}",
-                        other.map_or_else(|| node.kind().to_string(), |s| format!("`{s}`"))
-                    ),
-                    hint,
-                );
-                None
-            }
-        },
-    };
-
-    let now = match item.entry("now") {
-        None => None,
-        Some((_, node)) => match node.as_str().map(parse_instant) {
-            Some(Ok(t)) => Some(t),
-            _ => {
-                error(
-                    node.pos,
-                    "invalid_value",
-                    "`now` must be an RFC 3339 instant".into(),
-                    Some(format!("e.g. `now: {DEFAULT_NOW}`")),
-                );
-                None
-            }
-        },
-    };
-
-    match (name, check) {
-        (Some(name), Some(check)) if problems.is_empty() => Entry::Case(Box::new(Case {
-            name,
-            pos: item.pos,
-            input,
-            check,
-            exact,
-            mode,
-            now,
-        })),
-        (name, _) => Entry::Broken {
-            name,
-            number,
-            pos: item.pos,
-            problems,
-        },
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Running
 
 /// One difference between the expected and the mapped fields.
@@ -604,15 +241,7 @@ fn run_file(file: &Path) -> anyhow::Result<Vec<Outcome>> {
         o.errors = problems.iter().map(ToString::to_string).collect();
         vec![o]
     };
-    let root = match &source.parsed {
-        Ok(root) => root,
-        Err(e) => {
-            let mut d = Diagnostic::error("yaml_syntax", file, e.pos, e.message.clone());
-            d.hint = e.hint.clone();
-            return Ok(file_failure(vec![d]));
-        }
-    };
-    let entries = match read_cases(file, root) {
+    let entries = match testfile::read(&source) {
         Ok(entries) => entries,
         Err(problems) => return Ok(file_failure(problems)),
     };
@@ -644,16 +273,11 @@ fn run_file(file: &Path) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
     for entry in entries {
         let case = match entry {
-            Entry::Case(case) => case,
-            Entry::Broken {
-                name,
-                number,
-                pos,
-                problems,
-            } => {
-                let mut o = Outcome::new(file, name, pos);
-                o.number = Some(number);
-                o.errors = problems.iter().map(ToString::to_string).collect();
+            Ok(case) => case,
+            Err(broken) => {
+                let mut o = Outcome::new(file, broken.name, broken.pos);
+                o.number = Some(broken.number);
+                o.errors = broken.problems.iter().map(ToString::to_string).collect();
                 outcomes.push(o);
                 continue;
             }
@@ -668,7 +292,11 @@ fn run_file(file: &Path) -> anyhow::Result<Vec<Outcome>> {
                 continue;
             }
         };
-        let mode = case.mode.unwrap_or(flow.default_mode);
+        let mode = match case.mode {
+            Some(TestMode::Wire) => OutputMode::Wire,
+            Some(TestMode::Native) => OutputMode::Native,
+            None => flow.default_mode,
+        };
         let now = case.now.unwrap_or(default_now);
         let ctx = Context::new(&flow.name, "test", now);
         match (flow.mapping.apply(&case.input, &ctx, mode), &case.check) {

@@ -1,7 +1,7 @@
 //! `rivulet validate`: every problem in every file, for people and for CI.
 
 use crate::render::{self, Format};
-use rivulet_engine::validate::{Options, validate_paths};
+use rivulet_spec::validate::{Options, validate_paths};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

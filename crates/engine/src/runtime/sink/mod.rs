@@ -1,4 +1,0 @@
-//! File and HTTP actions.
-
-pub mod file;
-pub mod http;

@@ -1,0 +1,201 @@
+//! The interfaces every connector implements. The runner and the executor know nothing else
+//! about a connector: a trigger polls changes from a durable cursor, a source reads pages from
+//! a checkpoint, and an action writes a batch and says, record by record, what happened — and
+//! how a retry of that write stays safe.
+//!
+//! Each connector's folder under [`crate::connectors`] implements these; `docs/connectors.md`
+//! walks through the file connector.
+
+use crate::record::{ActionOutcome, Item, Prepared};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rivulet_mapping::{Context, OutputMode};
+use serde_json::Value;
+use std::time::Duration;
+
+/// How an action's write stays exactly-once across a crash between sending it and recording
+/// its outcome. The executor does the bookkeeping each answer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrySafety {
+    /// Writing the same record again changes nothing (an update by id, an upsert by a unique
+    /// property): after a crash the page is simply written again.
+    Idempotent,
+    /// A create: announced in the ledger before it is sent; after a crash an announced record is
+    /// looked up ([`Action::find_created`]) instead of being created a second time.
+    LedgeredCreate,
+    /// A write that can be taken back: a mark ([`Action::undo_mark`]) is recorded before it,
+    /// and after a crash whatever was written after the mark is undone ([`undo`]) and written
+    /// again (file appends: the file is cut back to its recorded length).
+    ///
+    /// [`undo`]: crate::connectors::undo
+    Undoable,
+    /// Sent again after a crash with the same idempotency key, so the receiver can drop the
+    /// repeat (HTTP sinks: `Idempotency-Key`).
+    AtLeastOnceWithKey,
+}
+
+/// An action: writes mapped records somewhere.
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// The connector's key (`hubspot`, `file`, `http`), for logs and dry runs.
+    fn kind(&self) -> &'static str;
+
+    /// The form the action takes mapped values in: HubSpot's wire format, or native JSON.
+    fn output_mode(&self) -> OutputMode;
+
+    /// How a retry of this action's writes stays safe.
+    fn retry_safety(&self) -> RetrySafety;
+
+    /// Writes `batch`: one outcome per record, in order. For [`RetrySafety::LedgeredCreate`],
+    /// `known_ids[i]` is the id an interrupted earlier attempt already created for record `i`
+    /// (turning its create into an update); empty otherwise.
+    async fn write(
+        &self,
+        batch: &[Prepared<'_>],
+        known_ids: &[Option<String>],
+        ctx: &Context,
+    ) -> Vec<ActionOutcome>;
+
+    /// [`RetrySafety::LedgeredCreate`]: whether a create that a crash interrupted happened:
+    /// `Ok(Some(id))` it did, `Ok(None)` it surely did not, `Err` nobody can tell.
+    async fn find_created(&self, record: &Prepared<'_>) -> Result<Option<String>, String> {
+        let _ = record;
+        Err("this action cannot look records up".into())
+    }
+
+    /// [`RetrySafety::Undoable`]: the mark to record before a write, self-describing enough
+    /// for [`crate::connectors::undo`] to take the write back.
+    async fn undo_mark(&self) -> Result<Value, String> {
+        Ok(Value::Null)
+    }
+}
+
+/// One page read from a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePage {
+    /// The records and bad inputs of this page, in source order.
+    pub items: Vec<Item>,
+    /// The source's whole state after this page, to store with the page's outcomes.
+    pub checkpoint: Value,
+}
+
+/// A source of a scheduled flow, read page by page from a checkpoint.
+///
+/// The runner records each page's outcomes and checkpoint durably, then calls
+/// [`Source::committed`]; a source built again from the last recorded checkpoint resumes after
+/// the last recorded page.
+#[async_trait]
+pub trait Source: Send {
+    /// The next page of at most `max` items, or `None` when the source is done for this run.
+    async fn next_page(&mut self, max: usize) -> Result<Option<SourcePage>, SourceError>;
+
+    /// Called once `page` is durably recorded (files it finished may now be moved away).
+    async fn committed(&mut self, page: &SourcePage) -> Result<(), SourceError> {
+        let _ = page;
+        Ok(())
+    }
+
+    /// Whether reads overlap, so records must be deduplicated by (key, version).
+    fn dedupe(&self) -> bool {
+        false
+    }
+}
+
+/// Why a source cannot be read (as opposed to one bad record, which is an [`Item::Bad`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source settings cannot be used (bad delimiter, unknown format, bad JSONPath).
+    #[error("{0}")]
+    Config(String),
+    /// A stored checkpoint is not one this source wrote.
+    #[error("the stored checkpoint cannot be read: {0}")]
+    Checkpoint(String),
+    /// A file could not be listed, opened, read, moved or deleted.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file, relative to the flow's folder where possible.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The system behind the source failed (after its client's retries).
+    #[error(transparent)]
+    Remote(Box<dyn std::error::Error + Send + Sync>),
+    /// A response does not hold records where the source expects them.
+    #[error("HTTP {status} from {path}: {message}; body starts: {snippet}")]
+    BadResponse {
+        /// The HTTP status.
+        status: u16,
+        /// The request path (without query, which may hold secrets).
+        path: String,
+        /// What is wrong.
+        message: String,
+        /// The start of the body (at most 200 characters).
+        snippet: String,
+    },
+}
+
+/// The flows whose triggers share a group key, polled together: one read per poll, fanned out
+/// to every member, each with its own cursor. Members are numbered in the order they were
+/// given to the connector.
+#[async_trait]
+pub trait TriggerGroup: Send + Sync {
+    /// How often the group polls (its fastest member's interval).
+    fn poll_every(&self) -> Duration;
+
+    /// What member `member`'s cursor tracks; a stored cursor of another identity belongs to an
+    /// earlier version of the trigger and is replaced by a fresh one.
+    fn cursor_identity(&self, member: usize) -> String;
+
+    /// A fresh cursor for `member` (where `start_from` says), as of `now`.
+    fn start_cursor(&self, member: usize, now: DateTime<Utc>) -> Value;
+
+    /// Whether `state` is a cursor this trigger wrote; damaged state is an error, never a
+    /// silent restart.
+    fn check_cursor(&self, state: &Value) -> Result<(), String>;
+
+    /// Starts one poll, given each member's cursor (in member order; `None` for a member that
+    /// sits this poll out), as of `now`.
+    async fn poll(
+        &self,
+        cursors: Vec<Option<Value>>,
+        now: DateTime<Utc>,
+    ) -> Result<Box<dyn TriggerPoll>, TriggerError>;
+}
+
+/// One poll of a [`TriggerGroup`], page by page.
+#[async_trait]
+pub trait TriggerPoll: Send {
+    /// The next page, or `None` once the poll's window is read.
+    async fn next_page(&mut self) -> Result<Option<TriggerPage>, TriggerError>;
+
+    /// Each member's cursor once every page was read and recorded (`Null` for a member that
+    /// sat the poll out).
+    fn finish(&mut self) -> Vec<Value>;
+
+    /// Dedupe keys of `member` older than this (epoch ms) can no longer come again.
+    fn prune_before(&self, member: usize) -> Option<i64>;
+
+    /// Calls this poll made to the system, for the run summary.
+    fn calls(&self) -> u64;
+}
+
+/// One page of a poll, split by member.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerPage {
+    /// Per member (in member order): the records for it and its cursor after them (nothing and
+    /// `Null` for a member that sits the poll out).
+    pub members: Vec<(Vec<Item>, Value)>,
+}
+
+/// A poll failed (after the client's retries); no cursor moves.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct TriggerError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl TriggerError {
+    /// Wraps a connector's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        TriggerError(Box::new(e))
+    }
+}

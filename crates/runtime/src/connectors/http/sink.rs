@@ -1,0 +1,259 @@
+//! Send mapped records to a JSON HTTP API: one request per record, or JSON arrays of up to
+//! `batch_size` records.
+//!
+//! The path is a template (`/customers/{{record.id}}`) rendered against the source record; a
+//! record whose path cannot be rendered fails alone (when batching, the path is rendered once,
+//! with the batch's first record). Every request carries an `Idempotency-Key`
+//! (`{flow}:{record key}:{record version}`, or for a batch `{flow}:batch:{hash of its keys}`)
+//! so a receiver can drop what a restart sends twice.
+//!
+//! Outcomes: a 2xx is `Done` (with the response's `id`, if any); another status (after the
+//! connection's retries) is `Failed` with the status and the start of the body; no answer after
+//! a request may have arrived (a timeout) is `Unknown`; a refused connection is `Failed`.
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use reqwest::Method;
+use rivulet_mapping::{Context, FieldSpec, Mapping, OutputMode};
+use rivulet_spec::model::{HttpSink, HttpWriteMethod};
+use serde_json::Value;
+
+use super::client::{HttpClient, HttpError, JsonResponse};
+use super::source::fnv1a;
+use crate::connector::{Action, RetrySafety};
+use crate::record::{ActionOutcome, Prepared};
+
+/// Why an HTTP sink cannot be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpSinkError {
+    /// The path template does not compile.
+    #[error("path template `{template}`: {message}")]
+    Template {
+        /// The template.
+        template: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Sends records to an HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpWriter {
+    client: HttpClient,
+    method: Method,
+    path: PathTemplate,
+    batch_size: Option<usize>,
+    flow: String,
+}
+
+#[derive(Debug, Clone)]
+enum PathTemplate {
+    Fixed(String),
+    Template(Mapping),
+}
+
+const PATH_FIELD: &str = "path";
+
+impl HttpWriter {
+    /// A writer for `config` through `client`, for the flow named `flow`.
+    pub fn new(
+        config: &HttpSink,
+        client: HttpClient,
+        flow: &str,
+    ) -> Result<HttpWriter, HttpSinkError> {
+        let path = if config.path.contains("{{") {
+            let mut fields = IndexMap::new();
+            fields.insert(PATH_FIELD.to_string(), FieldSpec::template(&config.path));
+            let mapping = Mapping::compile(&fields).map_err(|errs| HttpSinkError::Template {
+                template: config.path.clone(),
+                message: errs
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+            PathTemplate::Template(mapping)
+        } else {
+            PathTemplate::Fixed(config.path.clone())
+        };
+        Ok(HttpWriter {
+            client,
+            method: match config.method {
+                HttpWriteMethod::Post => Method::POST,
+                HttpWriteMethod::Put => Method::PUT,
+                HttpWriteMethod::Patch => Method::PATCH,
+            },
+            path,
+            batch_size: config.batch_size.map(|n| n.max(1) as usize),
+            flow: flow.to_string(),
+        })
+    }
+
+    /// The client (for its counters).
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// Sends the batch; one outcome per record, in order.
+    pub async fn send_all(&self, batch: &[Prepared<'_>], ctx: &Context) -> Vec<ActionOutcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        match self.batch_size {
+            None => {
+                for p in batch {
+                    outcomes.push(self.write_one(p, ctx).await);
+                }
+            }
+            Some(size) => {
+                for chunk in batch.chunks(size) {
+                    outcomes.extend(self.write_chunk(chunk, ctx).await);
+                }
+            }
+        }
+        outcomes
+    }
+
+    fn render_path(&self, p: &Prepared<'_>, ctx: &Context) -> Result<String, String> {
+        match &self.path {
+            PathTemplate::Fixed(s) => Ok(s.clone()),
+            PathTemplate::Template(m) => match m.apply(&p.record.data, ctx, OutputMode::Native) {
+                Ok(mut out) => match out.swap_remove(PATH_FIELD) {
+                    Some(Value::String(s)) => Ok(s),
+                    Some(other) => Ok(other.to_string()),
+                    None => Err("the path template rendered nothing".into()),
+                },
+                Err(errs) => Err(format!(
+                    "path template: {}",
+                    errs.iter()
+                        .map(|e| e.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )),
+            },
+        }
+    }
+
+    async fn write_one(&self, p: &Prepared<'_>, ctx: &Context) -> ActionOutcome {
+        let path = match self.render_path(p, ctx) {
+            Ok(path) => path,
+            Err(message) => return ActionOutcome::failed(message),
+        };
+        let key = format!("{}:{}:{}", self.flow, p.record.key, p.record.version);
+        match self.send(&path, &fields_json(p), key).await {
+            Ok(resp) => ActionOutcome::Done {
+                id: id_of(&resp.body),
+            },
+            Err(e) => outcome_of_error(e),
+        }
+    }
+
+    /// One request with the sink's method and an `Idempotency-Key`.
+    async fn send(&self, path: &str, body: &Value, key: String) -> Result<JsonResponse, HttpError> {
+        self.client
+            .send_json(
+                self.method.clone(),
+                path,
+                &[],
+                Some(body),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+    }
+
+    async fn write_chunk(&self, chunk: &[Prepared<'_>], ctx: &Context) -> Vec<ActionOutcome> {
+        let Some(first) = chunk.first() else {
+            return Vec::new();
+        };
+        let path = match self.render_path(first, ctx) {
+            Ok(path) => path,
+            Err(message) => {
+                return chunk
+                    .iter()
+                    .map(|_| ActionOutcome::failed(message.clone()))
+                    .collect();
+            }
+        };
+        let mut keys = String::new();
+        for p in chunk {
+            keys.push_str(&p.record.key);
+            keys.push('\u{1f}');
+            keys.push_str(&p.record.version);
+            keys.push('\u{1e}');
+        }
+        let key = format!("{}:batch:{:016x}", self.flow, fnv1a(keys.as_bytes()));
+        let body = Value::Array(chunk.iter().map(fields_json).collect());
+        match self.send(&path, &body, key).await {
+            Ok(resp) => {
+                let ids: Vec<Option<String>> = match &resp.body {
+                    Value::Array(a) if a.len() == chunk.len() => a.iter().map(id_of).collect(),
+                    _ => vec![None; chunk.len()],
+                };
+                ids.into_iter()
+                    .map(|id| ActionOutcome::Done { id })
+                    .collect()
+            }
+            Err(e) => {
+                let outcome = outcome_of_error(e);
+                chunk.iter().map(|_| outcome.clone()).collect()
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Action for HttpWriter {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn output_mode(&self) -> OutputMode {
+        OutputMode::Native
+    }
+
+    fn retry_safety(&self) -> RetrySafety {
+        RetrySafety::AtLeastOnceWithKey
+    }
+
+    async fn write(
+        &self,
+        batch: &[Prepared<'_>],
+        _known_ids: &[Option<String>],
+        ctx: &Context,
+    ) -> Vec<ActionOutcome> {
+        self.send_all(batch, ctx).await
+    }
+}
+
+fn id_of(body: &Value) -> Option<String> {
+    match body.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn outcome_of_error(e: HttpError) -> ActionOutcome {
+    match e {
+        // A success whose body is not JSON, or too large to read: written all the same.
+        HttpError::NotJson { status, .. } | HttpError::TooLarge { status, .. }
+            if (200..300).contains(&status) =>
+        {
+            ActionOutcome::Done { id: None }
+        }
+        HttpError::Transport {
+            maybe_sent: true, ..
+        } => ActionOutcome::Unknown {
+            reason: format!("{e}; the request may have been applied"),
+        },
+        other => ActionOutcome::failed(other.to_string()),
+    }
+}
+
+/// The mapped fields of a record as a JSON object, in mapping order.
+fn fields_json(p: &Prepared<'_>) -> Value {
+    Value::Object(
+        p.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}

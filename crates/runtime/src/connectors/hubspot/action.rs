@@ -1,0 +1,286 @@
+//! HubSpot as an action: create, update or upsert records in batches, one outcome per record.
+
+use crate::connector::{Action, RetrySafety};
+use crate::record::{ActionOutcome, Prepared};
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use rivulet_hubspot::{Client, ObjectType, WriteInput, WriteOutcome};
+use rivulet_mapping::{Context, FieldSpec, Mapping, OutputMode};
+use rivulet_spec::model::{HubSpotAction, Operation};
+use serde_json::Value;
+
+/// Writes mapped records to HubSpot with one outcome per record.
+pub struct HubSpotWriter {
+    client: Client,
+    object: ObjectType,
+    operation: Operation,
+    id: Option<Mapping>,
+    match_on: Option<String>,
+    create_if_missing: bool,
+    batch_size: usize,
+}
+
+/// What a write needs per record besides its properties.
+enum Target {
+    Create,
+    Update(String),
+    Upsert(String),
+    UpsertById(Option<String>),
+}
+
+impl HubSpotWriter {
+    /// A writer for one `hubspot` action (validated beforehand, so templates compile).
+    pub fn new(client: Client, action: &HubSpotAction) -> Result<HubSpotWriter, String> {
+        let object: ObjectType = action
+            .object
+            .parse()
+            .map_err(|e: rivulet_hubspot::Error| e.to_string())?;
+        let id = match &action.id {
+            Some(t) => {
+                let mut fields = IndexMap::new();
+                fields.insert("id".to_string(), FieldSpec::template(t.clone()));
+                Some(Mapping::compile(&fields).map_err(|e| {
+                    e.iter()
+                        .map(|e| e.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })?)
+            }
+            None => None,
+        };
+        Ok(HubSpotWriter {
+            client,
+            object,
+            operation: action.operation,
+            id,
+            match_on: action.match_on.clone(),
+            create_if_missing: action.create_if_missing,
+            batch_size: action.batch_size.clamp(1, 100) as usize,
+        })
+    }
+
+    /// Whether a write may create records (and so goes through the create ledger).
+    fn creates(&self) -> bool {
+        match self.operation {
+            Operation::Create => true,
+            Operation::Update => false,
+            // By a unique property HubSpot decides atomically; by id, an empty id creates.
+            Operation::Upsert => self.match_on.is_none(),
+        }
+    }
+
+    /// After a crash interrupted a create, whether HubSpot has the record: looked up by the
+    /// object's unique property (a contact's email) when the mapping provides it. `Ok(None)`
+    /// means it surely does not exist; `Err` means nobody can tell.
+    async fn lookup_created(&self, p: &Prepared<'_>) -> Result<Option<String>, String> {
+        let Some(prop) = self.object.unique_property() else {
+            return Err("this object type has no unique property to look the record up by".into());
+        };
+        let Some(value) = p
+            .fields
+            .get(prop)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(format!("the record has no `{prop}` to look it up by"));
+        };
+        match self.client.get(&self.object, value, Some(prop), &[]).await {
+            Ok(found) => Ok(found.map(|o| o.id)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn target(&self, p: &Prepared<'_>, ctx: &Context) -> Result<Target, String> {
+        let rendered_id = match &self.id {
+            Some(m) => {
+                let out = m
+                    .apply(&p.record.data, ctx, OutputMode::Wire)
+                    .map_err(|errs| {
+                        errs.iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })?;
+                out.get("id")
+                    .and_then(Value::as_str)
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            }
+            None => None,
+        };
+        Ok(match self.operation {
+            Operation::Create => Target::Create,
+            Operation::Update => Target::Update(
+                rendered_id
+                    .ok_or("the `id` template rendered empty: there is no record to update")?,
+            ),
+            Operation::Upsert => {
+                match &self.match_on {
+                    Some(prop) => {
+                        let value = p
+                            .fields
+                            .get(prop)
+                            .and_then(Value::as_str)
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty());
+                        Target::Upsert(value.ok_or_else(|| format!("`{prop}` is empty, so there is nothing to match the record by"))?.to_string())
+                    }
+                    None => Target::UpsertById(rendered_id),
+                }
+            }
+        })
+    }
+
+    /// Writes `batch`; `known_ids[i]` is the id a previous, interrupted run already created for
+    /// record `i` (from the ledger), which turns a create into an update of that record.
+    pub async fn write_batch(
+        &self,
+        batch: &[Prepared<'_>],
+        known_ids: &[Option<String>],
+        ctx: &Context,
+    ) -> Vec<ActionOutcome> {
+        let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; batch.len()];
+        let mut creates = Vec::new();
+        let mut updates = Vec::new();
+        let mut upserts = Vec::new();
+        let mut by_id = Vec::new();
+        for (i, p) in batch.iter().enumerate() {
+            let input = WriteInput {
+                properties: p
+                    .fields
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect(),
+                associations: Vec::new(),
+            };
+            match (self.target(p, ctx), known_ids.get(i).cloned().flatten()) {
+                (Err(message), _) => outcomes[i] = Some(ActionOutcome::failed(message)),
+                (Ok(Target::Create | Target::UpsertById(None)), Some(id)) => {
+                    updates.push((i, id, input))
+                }
+                (Ok(Target::Create), None) => creates.push((i, input)),
+                (Ok(Target::Update(id)), _) => updates.push((i, id, input)),
+                (Ok(Target::Upsert(value)), _) => upserts.push((i, value, input)),
+                (Ok(Target::UpsertById(id)), _) => by_id.push((i, id, input)),
+            }
+        }
+        for chunk in creates.chunks(self.batch_size) {
+            let results = self
+                .client
+                .batch_create(
+                    &self.object,
+                    chunk.iter().map(|(_, inp)| inp.clone()).collect(),
+                )
+                .await;
+            for ((i, _), r) in chunk.iter().zip(results) {
+                outcomes[*i] = Some(convert(r));
+            }
+        }
+        for chunk in updates.chunks(self.batch_size) {
+            let results = self
+                .client
+                .batch_update(
+                    &self.object,
+                    None,
+                    chunk
+                        .iter()
+                        .map(|(_, id, inp)| (id.clone(), inp.clone()))
+                        .collect(),
+                )
+                .await;
+            for ((i, _, _), r) in chunk.iter().zip(results) {
+                outcomes[*i] = Some(convert(r));
+            }
+        }
+        if let Some(prop) = &self.match_on {
+            for chunk in upserts.chunks(self.batch_size) {
+                let results = self
+                    .client
+                    .batch_upsert(
+                        &self.object,
+                        prop,
+                        chunk
+                            .iter()
+                            .map(|(_, v, inp)| (v.clone(), inp.clone()))
+                            .collect(),
+                    )
+                    .await;
+                for ((i, _, _), r) in chunk.iter().zip(results) {
+                    outcomes[*i] = Some(convert(r));
+                }
+            }
+        }
+        for chunk in by_id.chunks(self.batch_size) {
+            let results = self
+                .client
+                .upsert_by_id(
+                    &self.object,
+                    chunk
+                        .iter()
+                        .map(|(_, id, inp)| (id.clone(), inp.clone()))
+                        .collect(),
+                    self.create_if_missing,
+                )
+                .await;
+            for ((i, _, _), r) in chunk.iter().zip(results) {
+                outcomes[*i] = Some(convert(r));
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| ActionOutcome::failed("internal: no outcome for the record"))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Action for HubSpotWriter {
+    fn kind(&self) -> &'static str {
+        "hubspot"
+    }
+
+    fn output_mode(&self) -> OutputMode {
+        OutputMode::Wire
+    }
+
+    fn retry_safety(&self) -> RetrySafety {
+        if self.creates() {
+            RetrySafety::LedgeredCreate
+        } else {
+            // Updates by id and upserts by a unique property: HubSpot ends up the same however
+            // often they are sent.
+            RetrySafety::Idempotent
+        }
+    }
+
+    async fn write(
+        &self,
+        batch: &[Prepared<'_>],
+        known_ids: &[Option<String>],
+        ctx: &Context,
+    ) -> Vec<ActionOutcome> {
+        self.write_batch(batch, known_ids, ctx).await
+    }
+
+    async fn find_created(&self, record: &Prepared<'_>) -> Result<Option<String>, String> {
+        self.lookup_created(record).await
+    }
+}
+
+fn convert(outcome: WriteOutcome) -> ActionOutcome {
+    match outcome {
+        WriteOutcome::Created { id } | WriteOutcome::Updated { id } => {
+            ActionOutcome::Done { id: Some(id) }
+        }
+        WriteOutcome::Failed(e) => ActionOutcome::failed(e.to_string()),
+        WriteOutcome::Unknown { reason } => ActionOutcome::Unknown { reason },
+    }
+}

@@ -1,0 +1,318 @@
+//! Durable state: cursors, dedupe keys, runs, failed records and the write-ahead ledger.
+//!
+//! Everything a page of records changes is written in **one transaction** ([`Commit`]): the
+//! outcome of each record (delivered, or a failed-record entry that can be replayed), the run's
+//! counts and the cursor that covers them. A crash before the commit re-reads the page; a crash
+//! after it reads on from the new cursor. Writes that are not idempotent (HubSpot creates, file
+//! appends) are announced *before* they are made (ledger entries, undo marks), so a restart
+//! knows what may already have happened.
+//!
+//! [`StateStore`] is backend-neutral: typed statuses, a neutral error, batched lookups; the SQL
+//! of each backend stays inside it ([`sqlite`]). [`open`] picks the backend from `--state`.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use sqlite::SqliteStore;
+
+/// A state store failure. Fatal for the page at hand: nothing is acknowledged without it.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The backend refused or failed an operation.
+    #[error("state store: {0}")]
+    Backend(String),
+    /// The state file or its folder could not be created or read.
+    #[error("state store {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state was written by a newer Rivulet.
+    #[error("state schema version {found} is newer than this Rivulet understands ({supported})")]
+    TooNew {
+        /// Version found.
+        found: i64,
+        /// Newest version known here.
+        supported: i64,
+    },
+    /// The state exists but is not Rivulet's, or is damaged.
+    #[error("{0}")]
+    Corrupt(String),
+    /// `--state` names a backend this build does not have.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Opens the state store `--state` names: a `postgres://` URL, or a path (or `sqlite://PATH`)
+/// for the embedded SQLite store.
+pub async fn open(location: &str) -> Result<Arc<dyn StateStore>, StateError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Err(StateError::Unsupported(
+            "PostgreSQL state is not available in this build yet; use a file path for SQLite"
+                .into(),
+        ));
+    }
+    if let Some((scheme, _)) = location.split_once("://")
+        && scheme != "sqlite"
+    {
+        return Err(StateError::Unsupported(format!(
+            "`{scheme}://` is not a state store; give a file path (SQLite) or a postgres:// URL"
+        )));
+    }
+    let path = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location));
+    Ok(Arc::new(SqliteStore::open(&path).await?))
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    /// Under way.
+    Running,
+    /// Every record went through.
+    Succeeded,
+    /// It finished, but some records failed (they are kept for replay).
+    Failed,
+    /// It stopped early on an error (a failed poll, an unreadable source).
+    Error,
+}
+
+/// Where a failed record stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureStatus {
+    /// Waiting for an operator or a replay.
+    Failed,
+    /// Sent again by a replay.
+    Replayed,
+}
+
+/// Where an announced write stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedgerState {
+    /// Announced; whether it happened is unknown until it is recorded.
+    Pending,
+    /// Made, and recorded.
+    Done,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored (and printed) name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+
+            /// The value of a stored name.
+            pub fn parse(text: &str) -> Option<$ty> {
+                match text { $($text => Some($ty::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(RunStatus { Running => "running", Succeeded => "succeeded", Failed => "failed", Error => "error" });
+text_enum!(FailureStatus { Failed => "failed", Replayed => "replayed" });
+text_enum!(LedgerState { Pending => "pending", Done => "done" });
+
+/// A flow's cursor: what it tracks, and how far it got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    /// What the cursor is of (a trigger's connection, object and event; a source's settings).
+    pub identity: String,
+    /// The trigger's or source's own state.
+    pub state: Value,
+}
+
+/// A record that failed, kept for inspection and replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedRecord {
+    /// The record's key.
+    pub key: String,
+    /// The record's version.
+    pub version: String,
+    /// Where it came from.
+    pub origin: String,
+    /// The action that failed it (None: mapping or input failure).
+    pub action: Option<usize>,
+    /// Why.
+    pub error: String,
+    /// The source record, for replay.
+    pub record: Option<Value>,
+}
+
+/// A stored failed record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFailure {
+    /// Its id in the store.
+    pub id: i64,
+    /// The flow.
+    pub flow: String,
+    /// The run that failed it.
+    pub run_id: i64,
+    /// When.
+    pub failed_at: String,
+    /// Where it stands.
+    pub status: FailureStatus,
+    /// The record and error.
+    pub failure: FailedRecord,
+}
+
+/// Counts of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records read from the trigger or source (after dedupe).
+    pub read: u64,
+    /// Records every action took.
+    pub succeeded: u64,
+    /// Records kept as failed.
+    pub failed: u64,
+    /// Records skipped as already delivered.
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.read += o.read;
+        self.succeeded += o.succeeded;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+    }
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: i64,
+    /// The flow.
+    pub flow: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End, once finished.
+    pub finished_at: Option<String>,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// Its counts.
+    pub counts: Counts,
+    /// Why the run stopped, for [`RunStatus::Error`].
+    pub error: Option<String>,
+}
+
+/// A ledger entry: a write announced before it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Where it stands.
+    pub state: LedgerState,
+    /// The target's id once done (a HubSpot record id).
+    pub target_id: Option<String>,
+}
+
+/// A write that can be undone, announced before it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UndoMark {
+    /// The action index.
+    pub action: usize,
+    /// The connector's key of the action (`file`).
+    pub kind: String,
+    /// What the connector needs to undo the write (a file's path and length before it).
+    pub mark: Value,
+}
+
+/// Everything one page changes, applied atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// The run the page belongs to.
+    pub run_id: i64,
+    /// Keys (key, version, at_ms) whose outcome is now recorded, for dedupe of re-reads.
+    pub delivered: Vec<(String, String, i64)>,
+    /// Records that failed.
+    pub failed: Vec<FailedRecord>,
+    /// Ledger entries whose write is now done: (action, key, target id).
+    pub ledger_done: Vec<(usize, String, Option<String>)>,
+    /// Ledger entries to forget (pending writes that turned out not to happen or were recorded
+    /// as failures): (action, key).
+    pub ledger_clear: Vec<(usize, String)>,
+    /// Undo marks to drop: the writes they guarded are now recorded.
+    pub clear_undo_marks: bool,
+    /// The cursor after this page.
+    pub cursor: Option<Cursor>,
+    /// What to add to the run's counts.
+    pub counts: Counts,
+}
+
+/// The state store, shared by every flow of a runner.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The cursor of `flow`.
+    async fn cursor(&self, flow: &str) -> Result<Option<Cursor>, StateError>;
+    /// Replaces the cursor of `flow` outright (a reset, or a poll that found nothing).
+    async fn set_cursor(&self, flow: &str, cursor: &Cursor) -> Result<(), StateError>;
+    /// Opens a run.
+    async fn start_run(&self, flow: &str, started_at: DateTime<Utc>) -> Result<i64, StateError>;
+    /// Closes a run.
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: DateTime<Utc>,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), StateError>;
+    /// Which of these (key, version) pairs of `flow` are already recorded (one lookup).
+    async fn delivered(
+        &self,
+        flow: &str,
+        keys: &[(String, String)],
+    ) -> Result<HashSet<(String, String)>, StateError>;
+    /// Forgets dedupe keys whose timestamp is older than `before_ms`.
+    async fn prune_delivered(&self, flow: &str, before_ms: i64) -> Result<u64, StateError>;
+    /// Ledger entries of `flow`'s action `action` for these keys (one lookup).
+    async fn ledger(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<HashMap<String, LedgerEntry>, StateError>;
+    /// Announces writes before they are made (committed immediately).
+    async fn ledger_pending(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<(), StateError>;
+    /// Records an undo mark before a write (committed immediately).
+    async fn mark_undo(&self, flow: &str, mark: &UndoMark) -> Result<(), StateError>;
+    /// Undo marks of writes announced but never recorded (a crash came between).
+    async fn undo_marks(&self, flow: &str) -> Result<Vec<UndoMark>, StateError>;
+    /// Applies a page's changes atomically.
+    async fn commit(&self, flow: &str, commit: &Commit) -> Result<(), StateError>;
+    /// Recent runs, newest first.
+    async fn runs(&self, flow: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError>;
+    /// Failed records in `status`, oldest first.
+    async fn failures(
+        &self,
+        flow: Option<&str>,
+        status: FailureStatus,
+        limit: usize,
+    ) -> Result<Vec<StoredFailure>, StateError>;
+    /// Sets the status of failed records.
+    async fn set_failure_status(
+        &self,
+        ids: &[i64],
+        status: FailureStatus,
+    ) -> Result<(), StateError>;
+}

@@ -1,0 +1,838 @@
+//! The embedded SQLite store: one file (mode 0600), WAL with full sync, so a commit survives a
+//! crash at any instant. Its SQL and PRAGMAs stay in this file. SQLite calls block, so each
+//! runs on tokio's blocking pool, never on an async worker.
+
+use super::{
+    Commit, Counts, Cursor, FailedRecord, FailureStatus, LedgerEntry, LedgerState, RunRow,
+    RunStatus, StateError, StateStore, StoredFailure, UndoMark,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Migrations, in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE cursors (
+    flow TEXT PRIMARY KEY,
+    identity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE delivered (
+    flow TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (flow, record_key, version)
+);
+CREATE INDEX delivered_by_time ON delivered (flow, at_ms);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    read_count INTEGER NOT NULL DEFAULT 0,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX runs_by_flow ON runs (flow, id);
+CREATE TABLE failed_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    record_key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    action INTEGER,
+    error TEXT NOT NULL,
+    record TEXT,
+    failed_at TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX failed_by_flow ON failed_records (flow, status, id);
+CREATE TABLE ledger (
+    flow TEXT NOT NULL,
+    action INTEGER NOT NULL,
+    record_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    target_id TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (flow, action, record_key)
+);
+CREATE TABLE file_marks (
+    flow TEXT NOT NULL,
+    action INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    len INTEGER NOT NULL,
+    PRIMARY KEY (flow, action)
+);
+"#,
+    // Undo marks belong to any undoable action, not only file appends.
+    r#"
+CREATE TABLE undo_marks (
+    flow TEXT NOT NULL,
+    action INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    mark TEXT NOT NULL,
+    PRIMARY KEY (flow, action)
+);
+INSERT INTO undo_marks (flow, action, kind, mark)
+    SELECT flow, action, 'file', json_object('path', path, 'len', len) FROM file_marks;
+DROP TABLE file_marks;
+"#,
+];
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn backend(e: rusqlite::Error) -> StateError {
+    StateError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, mode 0600) and migrates the store at `path`. A file that
+    /// exists but is empty, not a database, or another program's database is refused: treating
+    /// it as new would deliver every record again.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StateError> {
+        let owned = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || open_blocking(&owned))
+            .await
+            .map_err(|e| StateError::Backend(format!("opening the state store: {e}")))??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection, on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StateError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+            // back), so a poisoned lock is safe to reuse.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StateError::Backend(format!("state store task: {e}")))?
+        .map_err(backend)
+    }
+}
+
+fn open_blocking(path: &Path) -> Result<Connection, StateError> {
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        restrict(dir, 0o700).map_err(|source| StateError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(StateError::Corrupt(format!(
+                "state store {}: not a regular file",
+                path.display()
+            )));
+        }
+        Ok(meta) if meta.len() == 0 => {
+            return Err(StateError::Corrupt(format!(
+                "state file {} is empty (truncated?); refusing to treat it as new, which would deliver every record again. Restore it from a backup, or remove it to start afresh on purpose",
+                path.display()
+            )));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let existed = path.exists();
+    let conn = Connection::open(path).map_err(backend)?;
+    // Tighten an existing file too: it holds failed records' payloads.
+    restrict(path, 0o600).map_err(io)?;
+    let not_ours = |e: rusqlite::Error| {
+        StateError::Corrupt(format!(
+            "state file {} cannot be read as Rivulet state ({e}); refusing to start afresh over it",
+            path.display()
+        ))
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(not_ours)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(backend)?;
+    if existed {
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(not_ours)?;
+        if !tables.is_empty() && !tables.iter().any(|t| t == "schema_version") {
+            return Err(StateError::Corrupt(format!(
+                "{} is a database, but not Rivulet's state (no schema_version table); refusing to write into it",
+                path.display()
+            )));
+        }
+    }
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StateError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let version: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(backend)?
+        .unwrap_or(0);
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StateError::TooNew {
+            found: version,
+            supported,
+        });
+    }
+    if version < 0 {
+        return Err(StateError::Corrupt(format!(
+            "state schema version {version} is not one Rivulet wrote"
+        )));
+    }
+    if version == supported {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+    let result = (|| {
+        for migration in &MIGRATIONS[version as usize..] {
+            conn.execute_batch(migration)?;
+        }
+        conn.execute("DELETE FROM schema_version", [])?;
+        conn.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [supported],
+        )?;
+        conn.execute_batch("COMMIT")
+    })();
+    if let Err(e) = result {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(backend(e));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+fn conversion(e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}
+
+fn run_status(text: String) -> rusqlite::Result<RunStatus> {
+    RunStatus::parse(&text).ok_or_else(|| conversion(format!("unknown run status `{text}`")))
+}
+
+fn failure_status(text: String) -> rusqlite::Result<FailureStatus> {
+    FailureStatus::parse(&text)
+        .ok_or_else(|| conversion(format!("unknown failed-record status `{text}`")))
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn cursor(&self, flow: &str) -> Result<Option<Cursor>, StateError> {
+        let flow = flow.to_string();
+        let row: Option<(String, String)> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT identity, state FROM cursors WHERE flow = ?1",
+                    [&flow],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })
+            .await?;
+        row.map(|(identity, state)| {
+            serde_json::from_str(&state)
+                .map(|state| Cursor { identity, state })
+                .map_err(|e| StateError::Corrupt(format!("the stored cursor is not JSON ({e})")))
+        })
+        .transpose()
+    }
+
+    async fn set_cursor(&self, flow: &str, cursor: &Cursor) -> Result<(), StateError> {
+        let (flow, cursor) = (flow.to_string(), cursor.clone());
+        self.with(move |c| upsert_cursor(c, &flow, &cursor)).await
+    }
+
+    async fn start_run(&self, flow: &str, started_at: DateTime<Utc>) -> Result<i64, StateError> {
+        let (flow, at) = (flow.to_string(), rfc3339(started_at));
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO runs (flow, started_at, status) VALUES (?1, ?2, ?3)",
+                params![flow, at, RunStatus::Running.as_str()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        finished_at: DateTime<Utc>,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        let (at, error) = (rfc3339(finished_at), error.map(str::to_string));
+        self.with(move |c| {
+            c.execute(
+                "UPDATE runs SET finished_at = ?2, status = ?3, error = ?4 WHERE id = ?1",
+                params![run_id, at, status.as_str(), error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn delivered(
+        &self,
+        flow: &str,
+        keys: &[(String, String)],
+    ) -> Result<HashSet<(String, String)>, StateError> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let flow = flow.to_string();
+        let wanted = serde_json::to_string(keys).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.with(move |c| {
+            // CROSS JOIN keeps the page's keys outside, so each is one primary-key probe.
+            let mut stmt = c.prepare_cached(
+                "SELECT d.record_key, d.version FROM json_each(?2) AS k
+                 CROSS JOIN delivered AS d
+                   ON d.flow = ?1 AND d.record_key = k.value ->> 0 AND d.version = k.value ->> 1",
+            )?;
+            let rows = stmt.query_map(params![flow, wanted], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn prune_delivered(&self, flow: &str, before_ms: i64) -> Result<u64, StateError> {
+        let flow = flow.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM delivered WHERE flow = ?1 AND at_ms < ?2",
+                params![flow, before_ms],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn ledger(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<HashMap<String, LedgerEntry>, StateError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let flow = flow.to_string();
+        let wanted = serde_json::to_string(keys).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT l.record_key, l.state, l.target_id FROM json_each(?3) AS k
+                 CROSS JOIN ledger AS l ON l.flow = ?1 AND l.action = ?2 AND l.record_key = k.value",
+            )?;
+            let rows = stmt.query_map(params![flow, action as i64, wanted], |r| {
+                let state: String = r.get(1)?;
+                let state = LedgerState::parse(&state)
+                    .ok_or_else(|| conversion(format!("unknown ledger state `{state}`")))?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    LedgerEntry {
+                        state,
+                        target_id: r.get(2)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ledger_pending(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<(), StateError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let (flow, keys) = (flow.to_string(), keys.to_vec());
+        let at = rfc3339(Utc::now());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO ledger (flow, action, record_key, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (flow, action, record_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                )?;
+                for key in &keys {
+                    stmt.execute(params![flow, action as i64, key, LedgerState::Pending.as_str(), at])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn mark_undo(&self, flow: &str, mark: &UndoMark) -> Result<(), StateError> {
+        let (flow, mark) = (flow.to_string(), mark.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO undo_marks (flow, action, kind, mark) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (flow, action) DO UPDATE SET kind = excluded.kind, mark = excluded.mark",
+                params![flow, mark.action as i64, mark.kind, mark.mark.to_string()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn undo_marks(&self, flow: &str) -> Result<Vec<UndoMark>, StateError> {
+        let flow = flow.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT action, kind, mark FROM undo_marks WHERE flow = ?1 ORDER BY action",
+            )?;
+            let rows = stmt.query_map([flow], |r| {
+                let mark: String = r.get(2)?;
+                Ok(UndoMark {
+                    action: r.get::<_, i64>(0)? as usize,
+                    kind: r.get(1)?,
+                    mark: serde_json::from_str(&mark).map_err(conversion)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn commit(&self, flow: &str, commit: &Commit) -> Result<(), StateError> {
+        let (flow, commit) = (flow.to_string(), commit.clone());
+        let at = rfc3339(Utc::now());
+        self.with(move |c| apply(c, &flow, &commit, &at)).await
+    }
+
+    async fn runs(&self, flow: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
+        let flow = flow.map(str::to_string);
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error FROM runs
+                 WHERE (?1 IS NULL OR flow = ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![flow, limit as i64], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    flow: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    status: run_status(r.get(4)?)?,
+                    counts: Counts {
+                        read: r.get::<_, i64>(5)? as u64,
+                        succeeded: r.get::<_, i64>(6)? as u64,
+                        failed: r.get::<_, i64>(7)? as u64,
+                        skipped: r.get::<_, i64>(8)? as u64,
+                    },
+                    error: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn failures(
+        &self,
+        flow: Option<&str>,
+        status: FailureStatus,
+        limit: usize,
+    ) -> Result<Vec<StoredFailure>, StateError> {
+        let flow = flow.map(str::to_string);
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, flow, run_id, record_key, version, origin, action, error, record, failed_at, status FROM failed_records
+                 WHERE (?1 IS NULL OR flow = ?1) AND status = ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![flow, status.as_str(), limit as i64], |r| {
+                Ok(StoredFailure {
+                    id: r.get(0)?,
+                    flow: r.get(1)?,
+                    run_id: r.get(2)?,
+                    failed_at: r.get(9)?,
+                    status: failure_status(r.get(10)?)?,
+                    failure: FailedRecord {
+                        key: r.get(3)?,
+                        version: r.get(4)?,
+                        origin: r.get(5)?,
+                        action: r.get::<_, Option<i64>>(6)?.map(|a| a as usize),
+                        error: r.get(7)?,
+                        record: r
+                            .get::<_, Option<String>>(8)?
+                            .and_then(|s| serde_json::from_str(&s).ok()),
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn set_failure_status(
+        &self,
+        ids: &[i64],
+        status: FailureStatus,
+    ) -> Result<(), StateError> {
+        let ids = serde_json::to_string(ids).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.with(move |c| {
+            c.execute(
+                "UPDATE failed_records SET status = ?2 WHERE id IN (SELECT value FROM json_each(?1))",
+                params![ids, status.as_str()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+}
+
+/// One page's changes, in one transaction.
+fn apply(c: &mut Connection, flow: &str, commit: &Commit, at: &str) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO delivered (flow, record_key, version, at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (flow, record_key, version) DO NOTHING",
+        )?;
+        for (key, version, at_ms) in &commit.delivered {
+            stmt.execute(params![flow, key, version, at_ms])?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO failed_records (flow, run_id, record_key, version, origin, action, error, record, failed_at, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for f in &commit.failed {
+            stmt.execute(params![
+                flow,
+                commit.run_id,
+                f.key,
+                f.version,
+                f.origin,
+                f.action.map(|a| a as i64),
+                f.error,
+                f.record.as_ref().map(Value::to_string),
+                at,
+                FailureStatus::Failed.as_str(),
+            ])?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO ledger (flow, action, record_key, state, target_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (flow, action, record_key) DO UPDATE SET state = excluded.state, target_id = excluded.target_id, updated_at = excluded.updated_at",
+        )?;
+        for (action, key, target) in &commit.ledger_done {
+            stmt.execute(params![
+                flow,
+                *action as i64,
+                key,
+                LedgerState::Done.as_str(),
+                target,
+                at
+            ])?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "DELETE FROM ledger WHERE flow = ?1 AND action = ?2 AND record_key = ?3",
+        )?;
+        for (action, key) in &commit.ledger_clear {
+            stmt.execute(params![flow, *action as i64, key])?;
+        }
+    }
+    if commit.clear_undo_marks {
+        tx.execute("DELETE FROM undo_marks WHERE flow = ?1", [flow])?;
+    }
+    if let Some(cursor) = &commit.cursor {
+        upsert_cursor(&tx, flow, cursor)?;
+    }
+    let n = commit.counts;
+    if n != Counts::default() {
+        tx.execute(
+            "UPDATE runs SET read_count = read_count + ?2, succeeded = succeeded + ?3, failed = failed + ?4, skipped = skipped + ?5 WHERE id = ?1",
+            params![commit.run_id, n.read as i64, n.succeeded as i64, n.failed as i64, n.skipped as i64],
+        )?;
+    }
+    tx.commit()
+}
+
+fn upsert_cursor(conn: &Connection, flow: &str, cursor: &Cursor) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO cursors (flow, identity, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (flow) DO UPDATE SET identity = excluded.identity, state = excluded.state, updated_at = excluded.updated_at",
+        params![flow, cursor.identity, cursor.state.to_string(), rfc3339(Utc::now())],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_all_or_nothing_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let run = store
+                .start_run("f", at("2026-01-01T00:00:00Z"))
+                .await
+                .unwrap();
+            store
+                .commit(
+                    "f",
+                    &Commit {
+                        run_id: run,
+                        delivered: vec![("1".into(), "100".into(), 100)],
+                        failed: vec![FailedRecord {
+                            key: "2".into(),
+                            version: "100".into(),
+                            origin: "contact 2".into(),
+                            action: Some(0),
+                            error: "bad".into(),
+                            record: Some(json!({"id": "2"})),
+                        }],
+                        cursor: Some(Cursor {
+                            identity: "contact/new_record".into(),
+                            state: json!({"ts": 100}),
+                        }),
+                        counts: Counts {
+                            read: 2,
+                            succeeded: 1,
+                            failed: 1,
+                            skipped: 0,
+                        },
+                        ..Commit::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.cursor("f").await.unwrap().unwrap().state["ts"], 100);
+        let keys = vec![
+            ("1".to_string(), "100".to_string()),
+            ("1".to_string(), "200".to_string()),
+        ];
+        assert_eq!(store.delivered("f", &keys).await.unwrap().len(), 1);
+        let runs = store.runs(Some("f"), 10).await.unwrap();
+        assert_eq!(
+            runs[0].counts,
+            Counts {
+                read: 2,
+                succeeded: 1,
+                failed: 1,
+                skipped: 0
+            }
+        );
+        assert_eq!(runs[0].status, RunStatus::Running);
+        let failures = store
+            .failures(Some("f"), FailureStatus::Failed, 10)
+            .await
+            .unwrap();
+        assert_eq!(failures[0].failure.error, "bad");
+        store
+            .set_failure_status(&[failures[0].id], FailureStatus::Replayed)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .failures(Some("f"), FailureStatus::Failed, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.prune_delivered("f", 150).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn ledger_and_undo_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        store
+            .ledger_pending("f", 0, &["a".into(), "b".into()])
+            .await
+            .unwrap();
+        let mark = UndoMark {
+            action: 1,
+            kind: "file".into(),
+            mark: json!({"path": "out.jsonl", "len": 42}),
+        };
+        store.mark_undo("f", &mark).await.unwrap();
+        assert_eq!(store.undo_marks("f").await.unwrap(), vec![mark]);
+        let run = store.start_run("f", Utc::now()).await.unwrap();
+        store
+            .commit(
+                "f",
+                &Commit {
+                    run_id: run,
+                    ledger_done: vec![(0, "a".into(), Some("901".into()))],
+                    ledger_clear: vec![(0, "b".into())],
+                    clear_undo_marks: true,
+                    ..Commit::default()
+                },
+            )
+            .await
+            .unwrap();
+        let l = store
+            .ledger("f", 0, &["a".into(), "b".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            l["a"],
+            LedgerEntry {
+                state: LedgerState::Done,
+                target_id: Some("901".into())
+            }
+        );
+        assert!(!l.contains_key("b"));
+        assert!(store.undo_marks("f").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn lookups_take_a_whole_page_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let run = store.start_run("f", Utc::now()).await.unwrap();
+        let delivered: Vec<(String, String, i64)> = (0..500)
+            .map(|i| (format!("k{i}"), "v".to_string(), i))
+            .collect();
+        store
+            .commit(
+                "f",
+                &Commit {
+                    run_id: run,
+                    delivered,
+                    ..Commit::default()
+                },
+            )
+            .await
+            .unwrap();
+        let asked: Vec<(String, String)> = (250..750)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert_eq!(store.delivered("f", &asked).await.unwrap().len(), 250);
+        assert!(store.delivered("other", &asked).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn damaged_or_foreign_state_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let e = SqliteStore::open(&empty).await.unwrap_err().to_string();
+        assert!(e.contains("is empty"), "{e}");
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, b"this is not a database at all, just some text").unwrap();
+        let e = SqliteStore::open(&junk).await.unwrap_err().to_string();
+        assert!(e.contains("cannot be read as Rivulet state"), "{e}");
+        let foreign = dir.path().join("foreign.db");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE invoices (id INTEGER)")
+            .unwrap();
+        let e = SqliteStore::open(&foreign).await.unwrap_err().to_string();
+        assert!(e.contains("not Rivulet's state"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn version_one_file_marks_become_undo_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);
+                 INSERT INTO file_marks VALUES ('f', 2, 'out/a.jsonl', 17);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let marks = store.undo_marks("f").await.unwrap();
+        assert_eq!(marks.len(), 1);
+        assert_eq!(marks[0].kind, "file");
+        assert_eq!(marks[0].mark, json!({"path": "out/a.jsonl", "len": 17}));
+    }
+}

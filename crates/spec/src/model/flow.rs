@@ -1,0 +1,197 @@
+//! The flow file: what triggers a flow, where its records come from, how they are mapped and
+//! what is done with them. These types *are* the format: their `///` comments become the JSON
+//! Schema descriptions (`rivulet schema`) and the reference docs.
+//!
+//! Each connector's own settings live in [`crate::connectors`]; the enums here join them, one
+//! key per connector (`trigger: {hubspot: …}`, `actions: [{file: …}]`), so every place that
+//! handles a trigger, source or action matches every connector.
+
+use super::Duration;
+use crate::connectors::{file, http, hubspot};
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The field specs of a mapping, keyed by target field name.
+pub type MappingSpec = IndexMap<String, rivulet_mapping::FieldSpec>;
+
+/// A flow: a trigger (or a schedule and a source), a mapping, and actions run in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Rivulet flow")]
+pub struct Flow {
+    /// Unique name of the flow across the flows directory: letters, digits, `-`, `_` and `.`.
+    /// Run history, cursors and failed records are kept under this name, so renaming a flow
+    /// starts it afresh.
+    pub name: String,
+    /// What the flow is for, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Start the flow when HubSpot records appear or change (polled). Exclusive with
+    /// `schedule` and `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// When to read the `source`: a cron expression or an interval. Without a schedule block a
+    /// flow with a source runs every 15 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Where a scheduled flow reads its records from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// Target fields, each a template string (`"{{record.email}}"`) or a detailed spec with a
+    /// `path`, `template` or `value`, a `type` and options.
+    #[serde(default)]
+    pub mapping: MappingSpec,
+    /// What to do with each mapped record, in order.
+    #[schemars(length(min = 1))]
+    pub actions: Vec<Action>,
+}
+
+/// A trigger: poll a system for new or changed records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(transform = crate::schema::one_key_object)]
+pub enum Trigger {
+    /// Poll HubSpot for new (or new and updated) companies or contacts.
+    Hubspot(hubspot::HubSpotTrigger),
+}
+
+/// When a scheduled flow runs: exactly one of `cron` or `every`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// A cron expression in standard 5-field form (`*/15 * * * *`), or 6 fields with seconds
+    /// first. Evaluated in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// A fixed interval such as `15m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
+    /// What to do about runs missed while Rivulet was down: `latest` runs once (the default),
+    /// `all` runs each missed tick, `none` waits for the next tick.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+}
+
+/// The misfire policy after downtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Run once for all missed ticks.
+    #[default]
+    Latest,
+    /// Run once per missed tick.
+    All,
+    /// Skip missed ticks.
+    None,
+}
+
+/// Where a scheduled flow reads records: exactly one of `file`, `http` or `hubspot`.
+// Read once per flow file; boxing the larger settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(transform = crate::schema::one_key_object)]
+pub enum Source {
+    /// Read CSV, JSON Lines or JSON files.
+    File(file::FileSource),
+    /// Read records from a JSON HTTP API.
+    Http(http::HttpSource),
+    /// Read HubSpot records.
+    Hubspot(hubspot::HubSpotSource),
+}
+
+/// One action: exactly one of `hubspot`, `file` or `http`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(transform = crate::schema::one_key_object)]
+pub enum Action {
+    /// Create, update or upsert HubSpot records.
+    Hubspot(hubspot::HubSpotAction),
+    /// Append records to a file.
+    File(file::FileSink),
+    /// Send records to an HTTP API.
+    Http(http::HttpSink),
+}
+
+impl Source {
+    /// The connector's key (`file`, `http`, `hubspot`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::File(_) => "file",
+            Source::Http(_) => "http",
+            Source::Hubspot(_) => "hubspot",
+        }
+    }
+
+    /// The connection it reads through, if any.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            Source::File(_) => None,
+            Source::Http(s) => Some(&s.connection),
+            Source::Hubspot(s) => Some(&s.connection),
+        }
+    }
+}
+
+impl Action {
+    /// The connector's key (`hubspot`, `file`, `http`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Hubspot(_) => "hubspot",
+            Action::File(_) => "file",
+            Action::Http(_) => "http",
+        }
+    }
+
+    /// The connection it writes through, if any.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            Action::Hubspot(a) => Some(&a.connection),
+            Action::File(_) => None,
+            Action::Http(a) => Some(&a.connection),
+        }
+    }
+}
+
+impl Trigger {
+    /// The connector's key (`hubspot`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Hubspot(_) => "hubspot",
+        }
+    }
+
+    /// The connection it polls.
+    pub fn connection(&self) -> &str {
+        match self {
+            Trigger::Hubspot(t) => &t.connection,
+        }
+    }
+
+    /// How often it polls.
+    pub fn poll_every(&self) -> Duration {
+        match self {
+            Trigger::Hubspot(t) => t.poll_every,
+        }
+    }
+
+    /// Triggers with equal group keys are polled together: one read per poll, fanned out to
+    /// every flow in the group (each with its own cursor).
+    pub fn group_key(&self) -> String {
+        match self {
+            Trigger::Hubspot(t) => t.group_key(),
+        }
+    }
+}
+
+impl Flow {
+    /// Every connection the flow uses, in order of appearance (repeats included).
+    pub fn connections(&self) -> impl Iterator<Item = &str> {
+        self.trigger
+            .iter()
+            .map(Trigger::connection)
+            .chain(self.source.iter().filter_map(Source::connection))
+            .chain(self.actions.iter().filter_map(Action::connection))
+    }
+}
