@@ -132,11 +132,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             demo = Some(received);
             sandbox_handle = Some(sandbox);
         }
-        let store = state::open(&state_location).await.with_context(|| format!("opening state {state_location}"))?;
-        tracing::info!(state = %state_location, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "starting");
+        let store = state::open(&state_location, options.clock.clone()).await.with_context(|| format!("opening state {state_location}"))?;
+        let signals = StopSignals::listen().context("listening for stop signals")?;
+        tracing::info!(state = %state_location, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "running; SIGINT or SIGTERM stops after the work in hand");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.recv().await;
             tracing::info!("stopping: finishing the work in hand");
             let _ = stop_tx.send(true);
         });
@@ -164,25 +165,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn wait_for_signal() {
+/// Stop signals, listened for from the moment this returns (so a signal sent after the
+/// "running" log line is never lost).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rivulet_http::SharedClock;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -53,8 +54,8 @@ pub enum StateError {
 }
 
 /// Opens the state store `--state` names: a `postgres://` URL, or a path (or `sqlite://PATH`)
-/// for the embedded SQLite store.
-pub async fn open(location: &str) -> Result<Arc<dyn StateStore>, StateError> {
+/// for the embedded SQLite store. Rows are stamped with `clock`'s time.
+pub async fn open(location: &str, clock: SharedClock) -> Result<Arc<dyn StateStore>, StateError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
         return Err(StateError::Unsupported(
             "PostgreSQL state is not available in this build yet; use a file path for SQLite"
@@ -69,7 +70,7 @@ pub async fn open(location: &str) -> Result<Arc<dyn StateStore>, StateError> {
         )));
     }
     let path = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location));
-    Ok(Arc::new(SqliteStore::open(&path).await?))
+    Ok(Arc::new(SqliteStore::open_with_clock(&path, clock).await?))
 }
 
 /// Where a run stands.

@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use rivulet_http::SharedClock;
+
 /// Migrations, in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -94,6 +96,8 @@ DROP TABLE file_marks;
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Stamps rows (`updated_at`, `failed_at`).
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -117,6 +121,14 @@ impl SqliteStore {
     /// exists but is empty, not a database, or another program's database is refused: treating
     /// it as new would deliver every record again.
     pub async fn open(path: &Path) -> Result<SqliteStore, StateError> {
+        Self::open_with_clock(path, rivulet_http::clock::system()).await
+    }
+
+    /// [`SqliteStore::open`], stamping rows with `clock`'s time.
+    pub async fn open_with_clock(
+        path: &Path,
+        clock: SharedClock,
+    ) -> Result<SqliteStore, StateError> {
         let owned = path.to_path_buf();
         let conn = tokio::task::spawn_blocking(move || open_blocking(&owned))
             .await
@@ -124,6 +136,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
+            clock,
         })
     }
 
@@ -310,7 +323,9 @@ impl StateStore for SqliteStore {
 
     async fn set_cursor(&self, flow: &str, cursor: &Cursor) -> Result<(), StateError> {
         let (flow, cursor) = (flow.to_string(), cursor.clone());
-        self.with(move |c| upsert_cursor(c, &flow, &cursor)).await
+        let at = rfc3339(self.clock.now());
+        self.with(move |c| upsert_cursor(c, &flow, &cursor, &at))
+            .await
     }
 
     async fn start_run(&self, flow: &str, started_at: DateTime<Utc>) -> Result<i64, StateError> {
@@ -421,7 +436,7 @@ impl StateStore for SqliteStore {
             return Ok(());
         }
         let (flow, keys) = (flow.to_string(), keys.to_vec());
-        let at = rfc3339(Utc::now());
+        let at = rfc3339(self.clock.now());
         self.with(move |c| {
             let tx = c.transaction()?;
             {
@@ -472,7 +487,7 @@ impl StateStore for SqliteStore {
 
     async fn commit(&self, flow: &str, commit: &Commit) -> Result<(), StateError> {
         let (flow, commit) = (flow.to_string(), commit.clone());
-        let at = rfc3339(Utc::now());
+        let at = rfc3339(self.clock.now());
         self.with(move |c| apply(c, &flow, &commit, &at)).await
     }
 
@@ -611,7 +626,7 @@ fn apply(c: &mut Connection, flow: &str, commit: &Commit, at: &str) -> rusqlite:
         tx.execute("DELETE FROM undo_marks WHERE flow = ?1", [flow])?;
     }
     if let Some(cursor) = &commit.cursor {
-        upsert_cursor(&tx, flow, cursor)?;
+        upsert_cursor(&tx, flow, cursor, at)?;
     }
     let n = commit.counts;
     if n != Counts::default() {
@@ -623,11 +638,11 @@ fn apply(c: &mut Connection, flow: &str, commit: &Commit, at: &str) -> rusqlite:
     tx.commit()
 }
 
-fn upsert_cursor(conn: &Connection, flow: &str, cursor: &Cursor) -> rusqlite::Result<()> {
+fn upsert_cursor(conn: &Connection, flow: &str, cursor: &Cursor, at: &str) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO cursors (flow, identity, state, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (flow) DO UPDATE SET identity = excluded.identity, state = excluded.state, updated_at = excluded.updated_at",
-        params![flow, cursor.identity, cursor.state.to_string(), rfc3339(Utc::now())],
+        params![flow, cursor.identity, cursor.state.to_string(), at],
     )?;
     Ok(())
 }
