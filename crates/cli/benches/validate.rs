@@ -15,7 +15,7 @@ const FLOWS: usize = 1_000;
 fn generate(dir: &Path, count: usize) {
     std::fs::write(
         dir.join("connections.yaml"),
-        "connections:\n  hubspot:\n    hubspot:\n      token: ${HUBSPOT_TOKEN}\n      daily_limit: 100000000\n  erp:\n    http:\n      base_url: https://erp.example.com\n      headers: { Authorization: \"Bearer ${ERP_TOKEN:-x}\" }\n",
+        "connections:\n  hubspot:\n    hubspot:\n      token: ${HUBSPOT_TOKEN}\n      daily_limit: 100000000\n  erp:\n    http:\n      base_url: https://erp.example.com\n      headers: { Authorization: \"Bearer ${ERP_TOKEN}\" }\n",
     )
     .unwrap();
     for i in 0..count {
