@@ -336,7 +336,14 @@ async fn a_non_json_api_answer_is_an_error_with_status_and_snippet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_as_a_scheduled_source_reads_all_then_only_changes() {
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // The sandbox's clock runs 10 s behind the system's, so the records it touches are already
+    // older than the source's 5 s settle (the source reads up to now − 5 s): no waiting.
+    let sb = Sandbox::start(SandboxConfig {
+        clock_offset_ms: -10_000,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
     let ids = sb
         .store()
         .seed(
@@ -363,7 +370,6 @@ async fn hubspot_as_a_scheduled_source_reads_all_then_only_changes() {
     for id in &ids[..3] {
         sb.store().touch("contacts", id, &props, None).unwrap();
     }
-    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
     assert!(env.run(&["--flow", "export"]).status.success());
     assert_eq!(count(), 33, "only the three changed records are read again");
     sb.shutdown().await;

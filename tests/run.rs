@@ -105,9 +105,38 @@ async fn sandbox(config: SandboxConfig) -> Sandbox {
     Sandbox::start(config).await.unwrap()
 }
 
+/// How far behind the system clock the sandbox's clock runs in tests that write records
+/// between runs: comfortably more than the flows' `settle: 1s` (and well within their default
+/// 5-minute `overlap`), so every record the sandbox stamps "now" is already settled for the
+/// runner, which reads the system clock. No test waits for settle to pass.
+const BEHIND_MS: i64 = -10_000;
+
+/// A sandbox whose clock runs [`BEHIND_MS`] behind the system's.
+fn behind(config: SandboxConfig) -> SandboxConfig {
+    SandboxConfig {
+        clock_offset_ms: BEHIND_MS,
+        ..config
+    }
+}
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes; says whether it held. For
+/// waiting on an event in another process (a count reaching a mark), with a deadline.
+async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_contacts_are_delivered_exactly_once_across_restarts() {
-    let sb = sandbox(SandboxConfig::default()).await;
+    let sb = sandbox(behind(SandboxConfig::default())).await;
     sb.store()
         .seed(SeedSpec::generated("contacts", 450).at(past(60)).step(1000))
         .unwrap();
@@ -129,11 +158,11 @@ async fn new_contacts_are_delivered_exactly_once_across_restarts() {
         1,
         "an idle poll costs one search"
     );
-    // New records after a restart are picked up from the cursor.
+    // New records after a restart are picked up from the cursor. Stamped "now" on the sandbox's
+    // clock, 10 s behind the system's: already older than the flow's `settle`.
     sb.store()
         .seed(SeedSpec::generated("contacts", 50))
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let out = ws.run_once();
     assert!(out.status.success());
     let lines = ws.lines("out/new.jsonl");
@@ -147,7 +176,7 @@ async fn new_contacts_are_delivered_exactly_once_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_are_delivered_under_new_or_updated_only() {
-    let sb = sandbox(SandboxConfig::default()).await;
+    let sb = sandbox(behind(SandboxConfig::default())).await;
     let created = sb
         .store()
         .seed(SeedSpec::generated("contacts", 100).at(past(30)).step(100))
@@ -177,9 +206,9 @@ async fn updates_are_delivered_under_new_or_updated_only() {
     let mut props = serde_json::Map::new();
     props.insert("firstname".into(), Value::String("Changed".into()));
     for id in &created[..10] {
+        // stamped 10 s ago on the system's clock: settled
         sb.store().touch("contacts", id, &props, None).unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(ws.run_once().status.success());
     assert_eq!(
         ws.lines("out/new.jsonl").len(),
@@ -234,10 +263,10 @@ async fn fifteen_thousand_identical_timestamps_are_delivered_without_looping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_lag_is_covered_by_settle_and_overlap() {
-    let sb = sandbox(SandboxConfig {
+    let sb = sandbox(behind(SandboxConfig {
         search_lag: Duration::from_secs(3),
         ..SandboxConfig::default()
-    })
+    }))
     .await;
     let created = sb
         .store()
@@ -262,11 +291,12 @@ async fn search_lag_is_covered_by_settle_and_overlap() {
     for id in &created {
         sb.store().touch("contacts", id, &props, None).unwrap();
     }
-    // Invisible to search for 3 s: this poll sees nothing and moves its cursor past them.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Stamped 10 s ago (settled), but invisible to search for 3 s of the sandbox's clock: this
+    // poll sees nothing and moves its cursor past them.
     assert!(ws.run_once().status.success());
     assert_eq!(ws.lines("out/changed.jsonl").len(), 100);
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // The search index catches up: the lag ends on the sandbox's clock.
+    sb.clock().advance(Duration::from_secs(3)).unwrap();
     assert!(ws.run_once().status.success());
     let lines = ws.lines("out/changed.jsonl");
     assert_eq!(lines.len(), 200, "the overlap finds the late records");
@@ -301,13 +331,14 @@ async fn kill_9_mid_batch_loses_nothing_and_creates_nothing_twice() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while sb.store().count("contacts").unwrap() < 300 && started.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Wait for the event "300 owners created" (polled, with a deadline), then kill.
+    let reached = poll_until(Duration::from_secs(60), || {
+        sb.store().count("contacts").unwrap() >= 300
+    })
+    .await;
     child.kill().unwrap(); // SIGKILL: no chance to flush anything
     child.wait().unwrap();
+    assert!(reached, "the runner never created 300 contacts");
     let at_kill = sb.store().count("contacts").unwrap();
     assert!(
         at_kill > 0 && at_kill < 1500,
@@ -490,14 +521,41 @@ async fn flow_selection_invalid_flows_and_sigterm() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flow named `nope`"));
 
-    // A long-running runner stops cleanly on SIGTERM.
-    let child = ws
+    // A long-running runner stops cleanly on SIGTERM, sent once it says it listens for it.
+    let mut child = ws
         .command(&[])
+        .env("RIVULET_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let stderr = child.stderr.take().unwrap();
+    // Reads every line (so the child never blocks on a full pipe) and reports readiness.
+    let drain = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut ready_tx = Some(ready_tx);
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("running; SIGINT or SIGTERM stops")
+                && let Some(tx) = ready_tx.take()
+            {
+                let _ = tx.send(());
+            }
+            seen.push(line);
+        }
+        seen.join("\n")
+    });
+    let ready = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
+    if !matches!(ready, Ok(Ok(()))) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!(
+            "the runner never said it was running:\n{}",
+            drain.join().unwrap()
+        );
+    }
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -505,7 +563,8 @@ async fn flow_selection_invalid_flows_and_sigterm() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    let logs = drain.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{logs}");
 
     // Invalid flows: the runner refuses to start and says why.
     std::fs::write(ws.path("flows/broken.yaml"), "name: broken\ntrigger:\n  hubspot: {connection: hubspot, on: new_record, object: contact}\nactions: []\n").unwrap();

@@ -759,7 +759,14 @@ async fn oauth_token_is_refreshed_before_it_expires() {
         .get(&ObjectType::Contacts, "1", None, &[])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    // 1.7 s later for both sides, without waiting: the client's clock is tokio's (frozen,
+    // moved, then running again, 1.7 s ahead; no I/O happens while it is frozen), the
+    // sandbox's its own. Past the client's refresh point (a fifth before expiry, 1.6 s), short
+    // of the token's expiry (2 s).
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_millis(1700)).await;
+    tokio::time::resume();
+    sb.clock().advance(Duration::from_millis(1700)).unwrap();
     client
         .get(&ObjectType::Contacts, "1", None, &[])
         .await

@@ -1,5 +1,5 @@
 //! The control API under `/_sandbox/` (no auth): seed, touch, request log, stats, faults,
-//! reset, health.
+//! clock, reset, health.
 
 use crate::SandboxError;
 use crate::error::ApiError;
@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::time::Instant;
 
 type R = Result<Response, ApiError>;
 
@@ -49,6 +48,7 @@ pub(crate) fn routes() -> Router<Store> {
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/faults", get(faults).put(set_faults))
         .route("/_sandbox/tokens/expire", post(expire_tokens))
+        .route("/_sandbox/clock", get(clock).post(set_clock))
         .route("/_sandbox/reset", post(reset))
 }
 
@@ -149,13 +149,64 @@ async fn set_faults(State(s): State<Store>, body: Bytes) -> R {
 }
 
 async fn expire_tokens(State(s): State<Store>) -> Response {
+    let now = s.now_ms();
     let mut rt = s.inner.rt.lock();
-    let now = Instant::now();
     let n = rt.tokens.len();
     for exp in rt.tokens.values_mut() {
         *exp = now;
     }
     ok(json!({ "expired": n }))
+}
+
+fn clock_json(s: &Store) -> Value {
+    let now = s.now_ms();
+    json!({
+        "offset_ms": s.inner.clock.offset_ms(),
+        "now_ms": now,
+        "now": crate::model::fmt_ms(now),
+    })
+}
+
+async fn clock(State(s): State<Store>) -> Response {
+    ok(clock_json(&s))
+}
+
+/// `{"advance_ms": n}` moves the clock by n ms (negative: back); `{"offset_ms": n}` sets its
+/// offset from the system clock. Either is refused beyond ±10 years.
+async fn set_clock(State(s): State<Store>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::validation("clock body must be a JSON object"))?;
+    let int = |k: &str| -> Result<Option<i64>, ApiError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x.as_i64().map(Some).ok_or_else(|| {
+                ApiError::validation(format!("{k} must be an integer number of milliseconds"))
+            }),
+        }
+    };
+    if let Some(other) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "advance_ms" | "offset_ms"))
+    {
+        return Err(ApiError::validation(format!(
+            "unknown clock field: {other} (expected advance_ms or offset_ms)"
+        )));
+    }
+    match (int("advance_ms")?, int("offset_ms")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "give advance_ms or offset_ms, not both",
+            ));
+        }
+        (Some(ms), None) => {
+            s.inner.clock.shift_ms(ms)?;
+        }
+        (None, Some(ms)) => s.inner.clock.set_offset_ms(ms)?,
+        (None, None) => {}
+    }
+    Ok(ok(clock_json(&s)))
 }
 
 async fn reset(State(s): State<Store>) -> Response {

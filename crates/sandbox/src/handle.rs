@@ -1,8 +1,9 @@
 //! The shared state handle ([`Store`]) with telemetry (request log and counters).
 
+use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::limits::{Faults, Runtime};
-use crate::model::{ObjectType, fmt_ms, now_ms};
+use crate::model::{ObjectType, fmt_ms};
 use crate::props::PropertyDef;
 use crate::store::{Data, Prepared, PropSel};
 use crate::{SandboxConfig, SandboxError};
@@ -11,7 +12,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// One entry of the request log (`GET /_sandbox/requests`).
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +68,7 @@ pub(crate) struct Inner {
     pub data: RwLock<Data>,
     pub rt: Mutex<Runtime>,
     pub tele: Mutex<Telemetry>,
+    pub clock: Clock,
     pub config: SandboxConfig,
 }
 
@@ -91,15 +92,17 @@ pub(crate) fn parse_type(s: &str) -> Result<ObjectType, SandboxError> {
 impl Store {
     /// A fresh, empty store with the given configuration (no server).
     pub fn new(config: SandboxConfig) -> Store {
+        let clock = Clock::new(config.clock_offset_ms);
         Store {
             inner: Arc::new(Inner {
                 data: RwLock::new(Data::new()),
-                rt: Mutex::new(Runtime::new(&config)),
+                rt: Mutex::new(Runtime::new(&config, clock.now_ms())),
                 tele: Mutex::new(Telemetry {
                     log: VecDeque::new(),
                     cap: config.request_log_capacity.max(1),
                     stats: Stats::default(),
                 }),
+                clock,
                 config,
             }),
         }
@@ -108,6 +111,30 @@ impl Store {
     /// The configuration the sandbox started with.
     pub fn config(&self) -> &SandboxConfig {
         &self.inner.config
+    }
+
+    /// The sandbox's clock (shared with the server): every timestamp, search lag, token expiry
+    /// and rate window follows it.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock.clone()
+    }
+
+    /// Epoch ms now, on the sandbox's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Now on the sandbox's clock, as HubSpot formats times.
+    pub(crate) fn now_iso(&self) -> String {
+        fmt_ms(self.now_ms())
+    }
+
+    /// When a write made now becomes visible to search, if there is a search lag.
+    pub(crate) fn visible_at(&self, lag: std::time::Duration) -> Option<i64> {
+        (!lag.is_zero()).then(|| {
+            self.now_ms()
+                .saturating_add(i64::try_from(lag.as_millis()).unwrap_or(i64::MAX))
+        })
     }
 
     /// Current limit/fault knobs.
@@ -158,12 +185,17 @@ impl Store {
     }
 
     /// Empties all records, restores default properties, clears counters, the request log,
-    /// rate windows and issued tokens, and restores the start configuration's knobs.
+    /// rate windows and issued tokens, and restores the start configuration's knobs and clock
+    /// offset.
     pub fn reset(&self) {
         *self.inner.data.write() = Data::new();
+        let _ = self
+            .inner
+            .clock
+            .set_offset_ms(self.inner.config.clock_offset_ms);
         {
             let mut rt = self.inner.rt.lock();
-            *rt = Runtime::new(&self.inner.config);
+            *rt = Runtime::new(&self.inner.config, self.now_ms());
         }
         let mut t = self.inner.tele.lock();
         t.log.clear();
@@ -244,8 +276,8 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(format!("No {} with id {id}", ty.singular())))?;
         let (props, _, _) = data.validate_props(ty, properties, false)?;
         data.check_unique(ty, Some(rid), &props, &mut HashSet::new())?;
-        let now = at_ms.unwrap_or_else(now_ms);
-        let visible_at = (!lag.is_zero()).then(|| Instant::now() + lag);
+        let now = at_ms.unwrap_or_else(|| self.now_ms());
+        let visible_at = self.visible_at(lag);
         data.apply(
             ty,
             Prepared {
@@ -277,7 +309,8 @@ impl Store {
         let Ok(n) = id.parse::<u64>() else {
             return Ok(false);
         };
-        Ok(self.inner.data.write().archive(ty, n, now_ms()))
+        let now = self.now_ms();
+        Ok(self.inner.data.write().archive(ty, n, now))
     }
 
     /// Associates two records (both directions).
@@ -337,9 +370,4 @@ impl Store {
     pub(crate) fn bump(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.inner.tele.lock().stats);
     }
-}
-
-/// Formats now for the log.
-pub(crate) fn now_iso() -> String {
-    fmt_ms(now_ms())
 }

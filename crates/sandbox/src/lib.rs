@@ -2,7 +2,9 @@
 //!
 //! It speaks the CRM v3 objects API (single, batch, search, properties, associations), the
 //! OAuth v1 token endpoint, HubSpot's error bodies and rate-limit behaviour, and adds a control
-//! API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, reset).
+//! API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, clock, reset).
+//! It keeps its own [`Clock`] (the system's time plus an adjustable offset) for every timestamp,
+//! search lag, token expiry and rate window, so tests can move time instead of waiting.
 //! It shares no code with the HubSpot client crate: its types are written from HubSpot's docs.
 //!
 //! ```no_run
@@ -15,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod control;
 mod error;
 mod handle;
@@ -27,6 +30,7 @@ mod seed;
 mod server;
 mod store;
 
+pub use clock::{Clock, MAX_CLOCK_OFFSET_MS};
 pub use error::{ApiError, ApiErrorData, correlation_id};
 pub use handle::{RequestLogEntry, Stats, Store};
 pub use limits::Faults;
@@ -66,6 +70,9 @@ pub enum SandboxError {
     /// A rate limit string did not parse.
     #[error("invalid rate limit {0:?}: expected LIMIT/DURATION such as 100/10s")]
     RateLimit(String),
+    /// A clock offset or step was out of range (more than 10 years either way).
+    #[error("invalid clock change: {0}")]
+    Clock(String),
 }
 
 impl From<ApiError> for SandboxError {
@@ -182,6 +189,10 @@ pub struct SandboxConfig {
     pub demo_data: bool,
     /// Seed from this JSON file at start (`{"companies":[{…}],"contacts":[…]}`).
     pub seed_file: Option<PathBuf>,
+    /// Start the sandbox's [`Clock`] this many ms ahead of the system clock (negative: behind;
+    /// at most ±10 years). With `-10_000` every record it stamps is already 10 s old to a
+    /// client reading the system clock.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for SandboxConfig {
@@ -202,6 +213,7 @@ impl Default for SandboxConfig {
             request_log_capacity: 10_000,
             demo_data: false,
             seed_file: None,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -237,6 +249,7 @@ impl Sandbox {
     /// Binds 127.0.0.1:`config.port`, seeds (demo data / seed file) and serves in a
     /// background task on the current tokio runtime.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        Clock::default().set_offset_ms(config.clock_offset_ms)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let store = Store::new(config.clone());
@@ -282,6 +295,11 @@ impl Sandbox {
     /// A handle to seed, touch and read records and counters directly.
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The sandbox's clock: read it, advance it, or set its offset from the system clock.
+    pub fn clock(&self) -> Clock {
+        self.store.clock()
     }
 
     /// Stops serving: graceful for up to 2 s, then aborted.

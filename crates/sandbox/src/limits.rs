@@ -1,11 +1,12 @@
-//! Run-time knobs (limits and faults), rolling windows, and issued OAuth tokens.
+//! Run-time knobs (limits and faults), rolling windows, and issued OAuth tokens. Windows,
+//! the daily limit's day and token expiries are epoch ms on the sandbox's clock.
 
 use crate::{RateLimit, SandboxConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The limit and fault knobs that can change at run time (`PUT /_sandbox/faults`).
 #[derive(Debug, Clone, PartialEq)]
@@ -151,26 +152,30 @@ pub(crate) struct RateHeaders {
 pub(crate) struct Runtime {
     pub faults: Faults,
     pub rng: StdRng,
-    window: VecDeque<Instant>,
-    search_window: VecDeque<Instant>,
+    window: VecDeque<i64>,
+    search_window: VecDeque<i64>,
     daily_count: u64,
     daily_day: i64,
-    /// Issued OAuth access tokens → expiry.
-    pub tokens: HashMap<String, Instant>,
+    /// Issued OAuth access tokens → expiry (epoch ms on the sandbox's clock).
+    pub tokens: HashMap<String, i64>,
 }
 
-fn utc_day() -> i64 {
-    crate::model::now_ms().div_euclid(86_400_000)
+fn utc_day(now_ms: i64) -> i64 {
+    now_ms.div_euclid(86_400_000)
 }
 
-fn until_midnight() -> Duration {
-    let ms = crate::model::now_ms();
-    Duration::from_millis((86_400_000 - ms.rem_euclid(86_400_000)) as u64)
+fn until_midnight(now_ms: i64) -> Duration {
+    Duration::from_millis((86_400_000 - now_ms.rem_euclid(86_400_000)) as u64)
 }
 
-fn slide(w: &mut VecDeque<Instant>, now: Instant, per: Duration) {
+/// Time from `since` to `now` (zero if the clock was set back before `since`).
+fn elapsed(now: i64, since: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now.saturating_sub(since)).unwrap_or(0))
+}
+
+fn slide(w: &mut VecDeque<i64>, now: i64, per: Duration) {
     while let Some(front) = w.front() {
-        if now.duration_since(*front) >= per {
+        if elapsed(now, *front) >= per {
             w.pop_front();
         } else {
             break;
@@ -179,7 +184,8 @@ fn slide(w: &mut VecDeque<Instant>, now: Instant, per: Duration) {
 }
 
 impl Runtime {
-    pub fn new(config: &SandboxConfig) -> Self {
+    /// Fresh knobs, windows and tokens; `now_ms` (sandbox clock) fixes the daily limit's day.
+    pub fn new(config: &SandboxConfig, now_ms: i64) -> Self {
         Runtime {
             faults: Faults::from_config(config),
             rng: match config.fault_seed {
@@ -189,7 +195,7 @@ impl Runtime {
             window: VecDeque::new(),
             search_window: VecDeque::new(),
             daily_count: 0,
-            daily_day: utc_day(),
+            daily_day: utc_day(now_ms),
             tokens: HashMap::new(),
         }
     }
@@ -198,9 +204,10 @@ impl Runtime {
         p > 0.0 && (p >= 1.0 || self.rng.random::<f64>() < p)
     }
 
-    /// Counts a request against the limits, or says which limit refused it.
-    pub fn admit(&mut self, search: bool, now: Instant) -> Result<RateHeaders, Limited> {
-        let day = utc_day();
+    /// Counts a request against the limits, or says which limit refused it; `now` is epoch ms
+    /// on the sandbox's clock.
+    pub fn admit(&mut self, search: bool, now: i64) -> Result<RateHeaders, Limited> {
+        let day = utc_day(now);
         if day != self.daily_day {
             self.daily_day = day;
             self.daily_count = 0;
@@ -211,7 +218,7 @@ impl Runtime {
             return Err(Limited {
                 policy: "DAILY",
                 message: "You have reached your daily limit.",
-                retry_after: until_midnight(),
+                retry_after: until_midnight(now),
             });
         }
         let mut headers = RateHeaders::default();
@@ -224,7 +231,7 @@ impl Runtime {
                     return Err(Limited {
                         policy: "SECONDLY",
                         message: "You have reached your secondly limit.",
-                        retry_after: per.saturating_sub(now.duration_since(front)),
+                        retry_after: per.saturating_sub(elapsed(now, front)),
                     });
                 }
                 self.search_window.push_back(now);
@@ -244,7 +251,7 @@ impl Runtime {
                 return Err(Limited {
                     policy,
                     message,
-                    retry_after: r.per.saturating_sub(now.duration_since(front)),
+                    retry_after: r.per.saturating_sub(elapsed(now, front)),
                 });
             }
             self.window.push_back(now);

@@ -116,11 +116,6 @@ pub fn default_association_type(from: ObjectType, to: ObjectType) -> Option<u32>
         .map(|(id, _, _)| *id)
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
 /// Formats epoch milliseconds as HubSpot does: `2024-01-17T19:55:04.281Z`.
 pub fn fmt_ms(ms: i64) -> String {
     use chrono::Datelike;

@@ -11,7 +11,6 @@ use crate::store::{Data, PropSel, Record, RecordView, TypeStore};
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::ops::Bound;
-use std::time::Instant;
 
 /// Results per page at most.
 pub const MAX_LIMIT: usize = 200;
@@ -416,12 +415,13 @@ struct Sort {
     desc: bool,
 }
 
-/// Runs a search request and renders HubSpot's `CollectionResponseWithTotal`.
+/// Runs a search request and renders HubSpot's `CollectionResponseWithTotal`; `now` (epoch ms
+/// on the sandbox's clock) decides which lagging writes are visible yet.
 pub(crate) fn search(
     data: &Data,
     ty: ObjectType,
     body: &Value,
-    now: Instant,
+    now: i64,
 ) -> Result<Vec<u8>, ApiError> {
     let ts = data.ts(ty);
     let limit = match body.get("limit") {

@@ -3,7 +3,7 @@
 use crate::SandboxError;
 use crate::error::ApiError;
 use crate::handle::{Store, parse_type};
-use crate::model::{ObjectType, now_ms, parse_ts};
+use crate::model::{ObjectType, parse_ts};
 use crate::props::coerce;
 use crate::store::{Data, Record};
 use serde::{Deserialize, Deserializer};
@@ -26,7 +26,8 @@ pub struct SeedSpec {
     pub count: usize,
     /// Explicit records (property maps, or `{"properties": {…}}`).
     pub records: Vec<Value>,
-    /// Created time of the first record (epoch ms or ISO 8601); default now.
+    /// Created time of the first record (epoch ms or ISO 8601); default now on the sandbox's
+    /// clock.
     #[serde(alias = "created_at", deserialize_with = "de_ts")]
     pub created_at: Option<i64>,
     /// Modified time of the first record; default = its created time.
@@ -51,7 +52,7 @@ fn de_ts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 }
 
 impl SeedSpec {
-    /// `count` generated records of a type, all stamped now.
+    /// `count` generated records of a type, all stamped now (on the sandbox's clock).
     pub fn generated(object_type: &str, count: usize) -> Self {
         SeedSpec {
             object_type: object_type.into(),
@@ -194,8 +195,9 @@ impl Store {
     /// Seeds records; returns their ids in order.
     pub fn seed(&self, spec: SeedSpec) -> Result<Vec<String>, SandboxError> {
         let ty = parse_type(&spec.object_type)?;
+        let now = self.now_ms();
         let mut data = self.inner.data.write();
-        let base_c = spec.created_at.unwrap_or_else(now_ms);
+        let base_c = spec.created_at.unwrap_or(now);
         let base_u = spec.updated_at.unwrap_or(base_c);
         let (common, _, _) = data.validate_props(ty, &spec.properties, false)?;
         if spec.count > 1
@@ -333,7 +335,7 @@ pub fn demo_seed(store: &Store) -> usize {
         "opportunity",
         "customer",
     ];
-    let now = now_ms();
+    let now = store.now_ms();
     let span = 30 * 86_400_000_i64;
     let mut data = store.inner.data.write();
     let mut companies = vec![];

@@ -1,9 +1,9 @@
 //! The HubSpot-compatible HTTP API and the gate in front of it (auth, limits, faults, log).
 
 use crate::error::{ApiError, correlation_id};
-use crate::handle::{RequestLogEntry, Store, now_iso};
+use crate::handle::{RequestLogEntry, Store};
 use crate::limits::RateHeaders;
-use crate::model::{ObjectType, default_association_type, fmt_ms, now_ms};
+use crate::model::{ObjectType, default_association_type, fmt_ms};
 use crate::net::ConnHandle;
 use crate::store::{Prepared, PropSel, RecordView};
 use axum::Router;
@@ -124,9 +124,9 @@ fn check_auth(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("INVALID_AUTHENTICATION", AUTH_MISSING.into()))?;
     if let Some(exp) = store.inner.rt.lock().tokens.get(token).copied() {
-        let now = Instant::now();
+        let now = store.now_ms();
         if now >= exp {
-            let ago = now.duration_since(exp).as_secs();
+            let ago = now.saturating_sub(exp) / 1000;
             return Err(unauthorized(
                 "EXPIRED_AUTHENTICATION",
                 format!("The OAuth token used to make this call expired {ago} second(s) ago."),
@@ -166,7 +166,7 @@ fn add_rate_headers(resp: &mut Response, h: &RateHeaders) {
 /// Auth, limits, faults, latency, drops; then logging and counters.
 async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let time = now_iso();
+    let time = store.now_iso();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -218,7 +218,8 @@ async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response 
                 store.bump(|s| s.unauthorized += 1);
                 e.into_response()
             } else {
-                let admitted = store.inner.rt.lock().admit(search, Instant::now());
+                let now = store.now_ms();
+                let admitted = store.inner.rt.lock().admit(search, now);
                 match admitted {
                     Err(limited) => {
                         store.bump(|s| {
@@ -367,9 +368,9 @@ fn not_found_obj(ty: ObjectType, id: &str) -> ApiError {
     .with_context("ids", vec![id.to_string()])
 }
 
-fn visible_at(store: &Store) -> Option<Instant> {
+fn visible_at(store: &Store) -> Option<i64> {
     let lag = store.inner.rt.lock().faults.search_lag;
-    (!lag.is_zero()).then(|| Instant::now() + lag)
+    store.visible_at(lag)
 }
 
 // ---------- single-record endpoints ----------
@@ -454,7 +455,7 @@ async fn create(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> A
             props: p,
             assoc,
         },
-        now_ms(),
+        s.now_ms(),
         vis,
     );
     Ok(json_resp(
@@ -490,7 +491,7 @@ async fn update(
             props: p,
             assoc: vec![],
         },
-        now_ms(),
+        s.now_ms(),
         vis,
     );
     Ok(json_resp(
@@ -501,9 +502,10 @@ async fn update(
 
 async fn archive_one(State(s): State<Store>, Path((t, id)): Path<(String, String)>) -> ApiResult {
     let ty = obj_type(&t)?;
+    let now = s.now_ms();
     let mut data = s.inner.data.write();
     if let Ok(Some(rid)) = data.resolve(ty, &id, None, false) {
-        data.archive(ty, rid, now_ms());
+        data.archive(ty, rid, now);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -545,6 +547,7 @@ struct BatchOut<'a, T: serde::Serialize> {
 }
 
 fn batch_response<T: serde::Serialize>(
+    s: &Store,
     started: String,
     results: Vec<T>,
     errors: Vec<Value>,
@@ -559,7 +562,7 @@ fn batch_response<T: serde::Serialize>(
         status: "COMPLETE",
         results,
         started_at: started,
-        completed_at: now_iso(),
+        completed_at: s.now_iso(),
         num_errors: (!errors.is_empty()).then_some(errors.len()),
         errors,
         _p: std::marker::PhantomData,
@@ -593,7 +596,7 @@ async fn batch(
     let ty = obj_type(&t)?;
     let q = parse_q(&q)?;
     let v = parse_body(&body)?;
-    let started = now_iso();
+    let started = s.now_iso();
     if !matches!(
         op.as_str(),
         "create" | "read" | "update" | "upsert" | "archive"
@@ -614,8 +617,8 @@ async fn batch(
     match op.as_str() {
         "read" => batch_read(&s, ty, &v, inputs, q.archived, started),
         "archive" => {
+            let now = s.now_ms();
             let mut data = s.inner.data.write();
-            let now = now_ms();
             for i in inputs {
                 if let Some(id) = i.get("id").and_then(crate::props::coerce)
                     && let Ok(Some(rid)) = data.resolve(ty, &id, None, false)
@@ -681,7 +684,7 @@ fn batch_read(
             None,
         )]
     };
-    Ok(batch_response(started, results, errors, StatusCode::OK))
+    Ok(batch_response(s, started, results, errors, StatusCode::OK))
 }
 
 struct Plan {
@@ -832,7 +835,7 @@ fn batch_write(
     if !multi && let Some((_, Err(e))) = plans.iter().find(|(_, p)| p.is_err()) {
         return Err(e.clone());
     }
-    let now = now_ms();
+    let now = s.now_ms();
     let mut done: Vec<(u64, bool, Option<String>)> = Vec::with_capacity(plans.len());
     let mut errors = vec![];
     for (trace, plan) in plans {
@@ -860,7 +863,7 @@ fn batch_write(
     } else {
         StatusCode::OK
     };
-    Ok(batch_response(started, results, errors, ok))
+    Ok(batch_response(s, started, results, errors, ok))
 }
 
 // ---------- search ----------
@@ -869,7 +872,7 @@ async fn search(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> A
     let ty = obj_type(&t)?;
     let v = parse_body(&body)?;
     let data = s.inner.data.read();
-    let out = crate::search::search(&data, ty, &v, Instant::now())?;
+    let out = crate::search::search(&data, ty, &v, s.now_ms())?;
     Ok(bytes_resp(StatusCode::OK, Ok(out)))
 }
 
@@ -950,8 +953,8 @@ async fn assoc_put_v4(
                 "to": {"id": b.to_string()},
                 "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": default_association_type(ty, to)},
             }],
-            "startedAt": now_iso(),
-            "completedAt": now_iso(),
+            "startedAt": s.now_iso(),
+            "completedAt": s.now_iso(),
         }),
     ))
 }
@@ -1045,11 +1048,10 @@ async fn token(
     }
     let lifetime = cfg.access_token_lifetime;
     let token = format!("sbx-{}", correlation_id().replace('-', ""));
-    s.inner
-        .rt
-        .lock()
-        .tokens
-        .insert(token.clone(), Instant::now() + lifetime);
+    let expires_at = s
+        .now_ms()
+        .saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
+    s.inner.rt.lock().tokens.insert(token.clone(), expires_at);
     s.bump(|st| st.token_refreshes += 1);
     json_resp(
         StatusCode::OK,
@@ -1060,7 +1062,7 @@ async fn token(
             "token_type": "bearer",
             "token_use": "access_token",
             "hub_id": 1234567,
-            "expires_at": fmt_ms(now_ms() + lifetime.as_millis() as i64),
+            "expires_at": fmt_ms(expires_at),
         }),
     )
 }

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Instant;
 
 /// One stored record.
 #[derive(Debug, Clone)]
@@ -16,8 +15,9 @@ pub(crate) struct Record {
     pub created: i64,
     pub updated: i64,
     pub archived_at: Option<i64>,
-    /// `Some(t)`: invisible to search until `t` (search index lag).
-    pub searchable_at: Option<Instant>,
+    /// `Some(t)`: invisible to search until `t`, epoch ms on the sandbox's clock (search index
+    /// lag).
+    pub searchable_at: Option<i64>,
     pub assoc: BTreeMap<ObjectType, BTreeSet<u64>>,
 }
 
@@ -35,7 +35,7 @@ pub(crate) struct TypeStore {
     /// property → normalised value → record id (live records only).
     pub unique: HashMap<String, HashMap<String, u64>>,
     /// The latest `searchable_at` handed out: after it, nothing is lagging.
-    pub lag_until: Option<Instant>,
+    pub lag_until: Option<i64>,
 }
 
 impl TypeStore {
@@ -385,7 +385,7 @@ impl Data {
         ty: ObjectType,
         p: Prepared,
         now: i64,
-        visible_at: Option<Instant>,
+        visible_at: Option<i64>,
     ) -> (u64, bool) {
         let (id, changed) = match p.target {
             None => {

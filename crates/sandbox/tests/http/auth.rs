@@ -54,7 +54,7 @@ async fn oauth_tokens_expire_and_refresh() {
         client_id: "cid".into(),
         client_secret: "secret".into(),
         refresh_token: "rt".into(),
-        access_token_lifetime: Duration::from_millis(1000),
+        access_token_lifetime: Duration::from_secs(60),
     };
     let mut e = start(cfg).await;
     let r = refresh(&e, "wrong").await;
@@ -65,7 +65,7 @@ async fn oauth_tokens_expire_and_refresh() {
     let r = refresh(&e, "rt").await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["expires_in"], 1);
+    assert_eq!(body["expires_in"], 60);
     assert_eq!(body["refresh_token"], "rt");
     assert_eq!(body["token_type"], "bearer");
     let access = body["access_token"].as_str().unwrap().to_string();
@@ -73,9 +73,18 @@ async fn oauth_tokens_expire_and_refresh() {
     e.token = access.clone();
     let r = e.get("/crm/v3/objects/companies").await;
     assert_eq!(r.status, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Expiry follows the sandbox's clock: move it past the token's lifetime.
+    e.sb.clock().advance(Duration::from_secs(61)).unwrap();
     let r = e.get("/crm/v3/objects/companies").await;
     assert_error(&r, 401, "EXPIRED_AUTHENTICATION");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("second(s) ago"),
+        "{}",
+        r.body
+    );
     let r = refresh(&e, "rt").await;
     let body: Value = r.json().await.unwrap();
     e.token = body["access_token"].as_str().unwrap().to_string();

@@ -233,7 +233,9 @@ async fn unchanged_upsert_keeps_modified_time() {
         .post("/crm/v3/objects/contacts/batch/upsert", body.clone())
         .await;
     let first = r.body["results"][0]["updatedAt"].clone();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    e.sb.clock()
+        .advance(std::time::Duration::from_millis(5))
+        .unwrap();
     let r = e.post("/crm/v3/objects/contacts/batch/upsert", body).await;
     assert_eq!(r.body["results"][0]["updatedAt"], first);
     e.sb.shutdown().await;

@@ -144,3 +144,127 @@ async fn config_seed_file_and_fixed_port_start() {
     std::fs::remove_dir_all(&dir).ok();
     e.sb.shutdown().await;
 }
+
+fn system_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn epoch_ms(v: &serde_json::Value) -> i64 {
+    rivulet_sandbox::parse_ts(v.as_str().expect("a timestamp")).expect("ISO 8601")
+}
+
+#[tokio::test]
+async fn clock_offsets_stamps_and_moves_through_the_control_api() {
+    use rivulet_sandbox::{MAX_CLOCK_OFFSET_MS, SandboxConfig, SeedSpec};
+    let mut cfg = SandboxConfig::default();
+    cfg.clock_offset_ms = -10_000;
+    let e = start(cfg).await;
+    let clock = e.sb.clock();
+    assert_eq!(clock.offset_ms(), -10_000);
+    let r = e.get("/_sandbox/clock").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["offset_ms"], -10_000);
+    let now = r.body["now_ms"].as_i64().unwrap();
+    let sys = system_ms();
+    assert!(
+        (sys - 11_000..=sys - 9_000).contains(&now),
+        "{now} vs {sys}"
+    );
+    assert_eq!(epoch_ms(&r.body["now"]), now);
+
+    // Records are stamped on the sandbox's clock: 10 s behind the system's.
+    let r = e
+        .post(
+            "/crm/v3/objects/contacts",
+            json!({"properties": {"email": "clock@x.example"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let created = epoch_ms(&r.body["properties"]["createdate"]);
+    assert!(created <= system_ms() - 9_000, "created {created}");
+    let seeded =
+        e.sb.store()
+            .seed(SeedSpec::generated("contacts", 1))
+            .unwrap();
+    let rec = e.sb.store().get("contacts", &seeded[0]).unwrap().unwrap();
+    assert!(epoch_ms(&rec["createdAt"]) <= system_ms() - 9_000);
+    // explicit times are kept as given
+    let at = 1_700_000_000_000;
+    let fixed =
+        e.sb.store()
+            .seed(SeedSpec::generated("contacts", 2).at(at).step(1000))
+            .unwrap();
+    let rec = e.sb.store().get("contacts", &fixed[1]).unwrap().unwrap();
+    assert_eq!(epoch_ms(&rec["createdAt"]), at + 1000);
+    let log = e.get("/_sandbox/requests?limit=1").await;
+    assert!(epoch_ms(&log.body["results"][0]["time"]) <= system_ms() - 9_000);
+
+    // advance moves now (and touch stamps) forward
+    let r = e
+        .post("/_sandbox/clock", json!({"advance_ms": 4_000}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["offset_ms"], -6_000);
+    assert_eq!(clock.offset_ms(), -6_000, "the handle sees the same clock");
+    let r = e
+        .post(&format!("/_sandbox/objects/contacts/{id}/touch"), json!({}))
+        .await;
+    let touched = epoch_ms(&r.body["properties"]["lastmodifieddate"]);
+    assert!(touched >= created + 4_000, "{touched} vs {created}");
+    let r = e
+        .post("/_sandbox/clock", json!({"advance_ms": -1_000}))
+        .await;
+    assert_eq!(r.body["offset_ms"], -7_000);
+    let r = e.post("/_sandbox/clock", json!({"offset_ms": 0})).await;
+    assert_eq!(r.body["offset_ms"], 0);
+    clock
+        .advance(std::time::Duration::from_millis(1_500))
+        .unwrap();
+    assert_eq!(e.get("/_sandbox/clock").await.body["offset_ms"], 1_500);
+    clock.set_offset_ms(-2_000).unwrap();
+    assert_eq!(e.get("/_sandbox/clock").await.body["offset_ms"], -2_000);
+
+    // hostile input: refused with a 400, the clock unchanged
+    for body in [
+        json!({"offset_ms": MAX_CLOCK_OFFSET_MS + 1}),
+        json!({"offset_ms": -MAX_CLOCK_OFFSET_MS - 1}),
+        json!({"advance_ms": i64::MAX}),
+        json!({"advance_ms": i64::MIN}),
+        json!({"advance_ms": u64::MAX}),
+        json!({"advance_ms": 1e300}),
+        json!({"advance_ms": 1.5}),
+        json!({"offset_ms": "soon"}),
+        json!({"advance_ms": 1, "offset_ms": 1}),
+        json!({"rewind_ms": 1}),
+        json!([1]),
+    ] {
+        let r = e.post("/_sandbox/clock", body.clone()).await;
+        assert_error(&r, 400, "VALIDATION_ERROR");
+        assert_eq!(clock.offset_ms(), -2_000, "{body} changed the clock");
+    }
+    // steps that would carry the offset past the bound are refused too
+    let r = e
+        .post("/_sandbox/clock", json!({"offset_ms": MAX_CLOCK_OFFSET_MS}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = e.post("/_sandbox/clock", json!({"advance_ms": 1})).await;
+    assert_error(&r, 400, "VALIDATION_ERROR");
+    assert!(clock.advance(std::time::Duration::MAX).is_err());
+    assert!(clock.set_offset_ms(i64::MIN).is_err());
+    assert_eq!(clock.offset_ms(), MAX_CLOCK_OFFSET_MS);
+
+    // reset restores the start offset
+    let r = e.post("/_sandbox/reset", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(clock.offset_ms(), -10_000);
+    e.sb.shutdown().await;
+
+    // a start offset beyond the bound is refused
+    let mut cfg = SandboxConfig::default();
+    cfg.clock_offset_ms = i64::MIN;
+    assert!(rivulet_sandbox::Sandbox::start(cfg).await.is_err());
+}

@@ -49,7 +49,7 @@ async fn rolling_limit_429_body_and_headers() {
 #[tokio::test]
 async fn window_rolls() {
     let mut cfg = SandboxConfig::default();
-    cfg.rate_limit = Some(RateLimit::new(2, Duration::from_millis(300)));
+    cfg.rate_limit = Some(RateLimit::new(2, Duration::from_secs(10)));
     let e = start(cfg).await;
     assert_eq!(e.get("/crm/v3/objects/deals").await.status, 200);
     assert_eq!(e.get("/crm/v3/objects/deals").await.status, 200);
@@ -59,7 +59,10 @@ async fn window_rolls() {
         r.headers.get("retry-after").is_none(),
         "Retry-After off by default"
     );
-    tokio::time::sleep(Duration::from_millis(320)).await;
+    // The window follows the sandbox's clock: a step short of it still refuses, a full one rolls.
+    e.sb.clock().advance(Duration::from_secs(9)).unwrap();
+    assert_eq!(e.get("/crm/v3/objects/deals").await.status, 429);
+    e.sb.clock().advance(Duration::from_secs(1)).unwrap();
     assert_eq!(e.get("/crm/v3/objects/deals").await.status, 200);
     e.sb.shutdown().await;
 }
@@ -80,7 +83,9 @@ async fn search_limit_is_secondly() {
     assert!(r.headers.get("x-hubspot-ratelimit-max").is_none());
     // other endpoints still fine
     assert_eq!(e.get("/crm/v3/objects/companies").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(1010)).await;
+    // a second later on the sandbox's clock (moved through the control API) the window has rolled
+    let r = e.post("/_sandbox/clock", json!({"advance_ms": 1000})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = e.post("/crm/v3/objects/companies/search", json!({})).await;
     assert_eq!(r.status, 200);
     e.sb.shutdown().await;

@@ -319,7 +319,7 @@ async fn ten_thousand_cap_and_identical_timestamps() {
 #[tokio::test]
 async fn search_lag_hides_fresh_writes() {
     let mut cfg = rivulet_sandbox::SandboxConfig::default();
-    cfg.search_lag = std::time::Duration::from_millis(300);
+    cfg.search_lag = std::time::Duration::from_secs(60);
     let e = start(cfg).await;
     let r = e
         .post(
@@ -336,7 +336,16 @@ async fn search_lag_hides_fresh_writes() {
         .get("/crm/v3/objects/contacts/lag@x.com?idProperty=email")
         .await;
     assert_eq!(r.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    // the lag runs on the sandbox's clock: just short of it still hidden, then visible
+    let clock = e.sb.clock();
+    clock
+        .advance(std::time::Duration::from_millis(59_000))
+        .unwrap();
+    let r = e.post("/crm/v3/objects/contacts/search", q.clone()).await;
+    assert_eq!(r.body["total"], 0, "still within the lag");
+    clock
+        .advance(std::time::Duration::from_millis(1_000))
+        .unwrap();
     let r = e.post("/crm/v3/objects/contacts/search", q).await;
     assert_eq!(r.body["total"], 1);
     e.sb.shutdown().await;
