@@ -72,3 +72,104 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A `rivulet run` process running as a service, whose log lines (stderr, `RIVULET_LOG=info`)
+/// are collected as they come, so a test can wait for one instead of sleeping.
+pub struct Service {
+    child: std::process::Child,
+    log: std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Starts `cmd` (which must log at `info` to stderr) and collects its log lines.
+    pub fn start(mut cmd: std::process::Command) -> Service {
+        let mut child = cmd
+            .env("RIVULET_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the runner starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log =
+            std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let sink = std::sync::Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (lines, changed) = &*sink;
+                lines.lock().unwrap().push(line);
+                changed.notify_all();
+            }
+        });
+        Service {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most `timeout`) for a log line containing `text`; panics with the log if it
+    /// never comes.
+    pub fn wait_for(&self, text: &str, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        let (lines, changed) = &*self.log;
+        let mut seen = lines.lock().unwrap();
+        loop {
+            if let Some(line) = seen.iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                panic!(
+                    "no log line with {text:?} within {timeout:?}:\n{}",
+                    seen.join("\n")
+                );
+            }
+            seen = changed.wait_timeout(seen, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.0.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the process; returns its exit code and stdout.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.finish()
+    }
+
+    /// Waits for the process to end by itself; returns its exit code and stdout.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            use std::io::Read;
+            let _ = out.read_to_string(&mut stdout);
+        }
+        let status = self.child.wait().expect("the runner ends");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status.code(), stdout)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -17,9 +17,16 @@ use std::sync::Arc;
 pub struct Received(Arc<Mutex<HashMap<String, Vec<Value>>>>);
 
 impl Received {
-    /// Records received for `connection`.
-    pub fn count(&self, connection: &str) -> usize {
-        self.0.lock().get(connection).map_or(0, Vec::len)
+    /// Records received, by connection (sorted).
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = self
+            .0
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect();
+        out.sort();
+        out
     }
 }
 

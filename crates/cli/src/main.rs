@@ -1,12 +1,30 @@
 //! `rivulet`: validate, test and run declarative data flows between HubSpot, files and HTTP
 //! APIs.
 //!
-//! Exit codes (stable, for CI): 0 success; 1 the flows are invalid, a test failed, or records
-//! failed; 2 usage or I/O error (bad flags, unreadable paths).
+//! Exit codes (stable, for CI and scripts): see [`exit`].
 
 mod cmd;
 mod demo;
 mod render;
+
+/// Exit codes, stable for CI and scripts.
+pub mod exit {
+    /// Everything went through.
+    pub const OK: u8 = 0;
+    /// The flows are invalid, a mapping test failed, records failed (they are kept for
+    /// replay), or a run stopped on an error.
+    pub const FAILED: u8 = 1;
+    /// Usage or I/O error: bad flags, unreadable paths, an unknown flow.
+    pub const USAGE: u8 = 2;
+    /// `run --once` gave up waiting for a destination (or source) that stayed down longer than
+    /// `--once-wait`; nothing past it was recorded, and the next run takes it up again.
+    pub const GAVE_UP_WAITING: u8 = 3;
+    /// The runner stopped with work in hand (the grace period after SIGINT/SIGTERM ran out):
+    /// those runs are marked interrupted and their records are read again on restart.
+    pub const INTERRUPTED: u8 = 4;
+    /// Another runner holds the state (or took it over while this one ran).
+    pub const STATE_IN_USE: u8 = 5;
+}
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -50,7 +68,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("rivulet: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::USAGE)
         }
     }
 }

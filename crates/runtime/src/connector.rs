@@ -40,6 +40,11 @@ pub trait Action: Send + Sync {
     /// The connector's key (`hubspot`, `file`, `http`), for logs and dry runs.
     fn kind(&self) -> &'static str;
 
+    /// Where it writes, for people ("http connection `erp_webhook`", "file out/a.jsonl").
+    fn destination(&self) -> String {
+        self.kind().to_string()
+    }
+
     /// The form the action takes mapped values in: HubSpot's wire format, or native JSON.
     fn output_mode(&self) -> OutputMode;
 
@@ -118,7 +123,11 @@ pub enum SourceError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The system behind the source failed (after its client's retries).
+    /// The system behind the source is down or overloaded (no answer, 5xx, 429 after the
+    /// client's retries): the read is tried again later from the same checkpoint.
+    #[error(transparent)]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// The system behind the source answered, but refused the read (a 4xx).
     #[error(transparent)]
     Remote(Box<dyn std::error::Error + Send + Sync>),
     /// A response does not hold records where the source expects them.

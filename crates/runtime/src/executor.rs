@@ -8,14 +8,15 @@
 use crate::connector::{Action, RetrySafety};
 use crate::record::{ActionOutcome, Item, Prepared, Record};
 use crate::state::{
-    Commit, Counts, Cursor, FailedRecord, LedgerState, StateError, StateStore, UndoMark,
+    Commit, Counts, Cursor, FailedRecord, Fence, LedgerState, StateError, StateStore, UndoMark,
 };
 use indexmap::IndexMap;
 use rivulet_mapping::{Context, Mapping, OutputMode};
 use rivulet_spec::model::Flow;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A flow ready to process pages.
 pub struct FlowRuntime {
@@ -31,6 +32,12 @@ pub struct FlowRuntime {
     pub store: Arc<dyn StateStore>,
     /// Read and map, but write nothing and record nothing.
     pub dry_run: bool,
+    /// The lease the flow runs under; every commit checks it.
+    pub fence: Option<Fence>,
+    /// Records an at-least-once-with-key action already delivered in a page that was then
+    /// given up (a later destination was down): when the page comes again they are not sent
+    /// again. Kept in memory only: after a restart the key makes a repeat harmless.
+    pub resend: Mutex<HashSet<(usize, String, String)>>,
 }
 
 /// A page handed to [`FlowRuntime::process`].
@@ -46,9 +53,19 @@ pub struct Page {
 /// Why a page could not be processed: nothing of it was recorded, so it will be read again.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
-    /// The state store failed.
+    /// The state store failed (or the lease passed to another runner).
     #[error(transparent)]
     State(#[from] StateError),
+    /// A destination could not take the page right now; it is tried again after a backoff.
+    #[error("waiting for {destination}: {reason}")]
+    Transient {
+        /// The action that hit it.
+        action: usize,
+        /// The action's connector and target, for people (`http erp_webhook`).
+        destination: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A record on its way through the actions.
@@ -186,25 +203,52 @@ impl FlowRuntime {
 
         let mut commit = Commit {
             run_id,
+            fence: self.fence.clone(),
             ..Commit::default()
         };
+        let mut marks = Vec::new();
+        let mut keyed = Vec::new();
         for (index, action) in self.actions.iter().enumerate() {
             if live.is_empty() {
                 break;
             }
             let outcomes = self
-                .run_action(index, action.as_ref(), &live, ctx, &mut commit)
+                .run_action(index, action.as_ref(), &live, ctx, &mut commit, &mut marks)
                 .await?;
+            if action.retry_safety() == RetrySafety::AtLeastOnceWithKey {
+                keyed.extend(
+                    live.iter()
+                        .zip(&outcomes)
+                        .filter(|(_, o)| o.is_done())
+                        .map(|(l, _)| (index, l.record.key.clone(), l.record.version.clone())),
+                );
+            }
+            if let Some(reason) = outcomes.iter().find_map(|o| match o {
+                ActionOutcome::Transient { reason } => Some(reason.clone()),
+                _ => None,
+            }) {
+                self.resend_set().extend(keyed);
+                self.abandon(commit, marks).await?;
+                return Err(PageError::Transient {
+                    action: index,
+                    destination: action.destination(),
+                    reason,
+                });
+            }
             let mut still = Vec::with_capacity(live.len());
             for (l, outcome) in live.into_iter().zip(outcomes) {
                 match outcome {
                     ActionOutcome::Done { .. } => still.push(l),
                     ActionOutcome::Failed { message } => failed.push(failure(l, index, message)),
-                    ActionOutcome::Unknown { reason } => failed.push(failure(
-                        l,
-                        index,
-                        format!("outcome unknown ({reason}); check the target before replaying"),
-                    )),
+                    ActionOutcome::Unknown { reason } | ActionOutcome::Transient { reason } => {
+                        failed.push(failure(
+                            l,
+                            index,
+                            format!(
+                                "outcome unknown ({reason}); check the target before replaying"
+                            ),
+                        ))
+                    }
                 }
             }
             live = still;
@@ -212,6 +256,16 @@ impl FlowRuntime {
         counts.succeeded += live.len() as u64;
         counts.failed += failed.len() as u64;
         if self.dry_run {
+            for f in &failed {
+                let line = serde_json::json!({
+                    "flow": flow,
+                    "action": f.action,
+                    "record": f.key,
+                    "origin": f.origin,
+                    "failed": f.error,
+                });
+                println!("dry-run {line}");
+            }
             return Ok(counts);
         }
         for f in &failed {
@@ -222,12 +276,48 @@ impl FlowRuntime {
                 None => tracing::warn!(flow, record = %f.origin, error = %f.error, "record failed"),
             }
         }
+        commit.succeeded_keys = live.iter().map(|l| l.record.key.clone()).collect();
         commit.delivered = delivered;
         commit.failed = failed;
         commit.cursor = page.cursor;
         commit.counts = counts;
         self.store.commit(flow, &commit).await?;
+        if !keyed.is_empty() {
+            let mut resend = self.resend_set();
+            for k in &keyed {
+                resend.remove(k);
+            }
+        }
         Ok(counts)
+    }
+
+    fn resend_set(&self) -> std::sync::MutexGuard<'_, HashSet<(usize, String, String)>> {
+        self.resend.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives a page up after a transient failure: what its actions wrote that can be taken back
+    /// is undone (so the retry does not write it twice), and what is known about its creates is
+    /// recorded (so the retry updates them instead of creating them again). No outcome, count
+    /// or cursor is recorded: the whole page comes again.
+    async fn abandon(&self, commit: Commit, marks: Vec<UndoMark>) -> Result<(), StateError> {
+        for mark in &marks {
+            if let Err(e) = crate::connectors::undo(&mark.kind, &mark.mark).await {
+                // The mark stays recorded, so the next start tries again before anything runs.
+                tracing::error!(flow = self.name(), action = mark.action, error = %e, "could not undo the writes of an abandoned page");
+                return Err(StateError::Backend(format!(
+                    "undoing the writes of an abandoned page: {e}"
+                )));
+            }
+        }
+        let known = Commit {
+            run_id: commit.run_id,
+            fence: commit.fence,
+            ledger_done: commit.ledger_done,
+            ledger_clear: commit.ledger_clear,
+            clear_undo_marks: !marks.is_empty(),
+            ..Commit::default()
+        };
+        self.store.commit(self.name(), &known).await
     }
 
     async fn run_action(
@@ -237,6 +327,7 @@ impl FlowRuntime {
         live: &[Live],
         ctx: &Context,
         commit: &mut Commit,
+        marks: &mut Vec<UndoMark>,
     ) -> Result<Vec<ActionOutcome>, StateError> {
         let mode = action.output_mode();
         let prepared: Vec<Prepared<'_>> = live
@@ -273,6 +364,7 @@ impl FlowRuntime {
                             mark,
                         };
                         self.store.mark_undo(flow, &mark).await?;
+                        marks.push(mark);
                         commit.clear_undo_marks = true;
                         action.write(&prepared, &[], ctx).await
                     }
@@ -280,8 +372,38 @@ impl FlowRuntime {
                     Err(e) => vec![ActionOutcome::failed(e); prepared.len()],
                 }
             }
-            RetrySafety::Idempotent | RetrySafety::AtLeastOnceWithKey => {
-                action.write(&prepared, &[], ctx).await
+            RetrySafety::Idempotent => action.write(&prepared, &[], ctx).await,
+            RetrySafety::AtLeastOnceWithKey => {
+                // What an abandoned page already delivered is not sent again.
+                let delivered: Vec<bool> = {
+                    let resend = self.resend_set();
+                    prepared
+                        .iter()
+                        .map(|p| {
+                            resend.contains(&(
+                                index,
+                                p.record.key.clone(),
+                                p.record.version.clone(),
+                            ))
+                        })
+                        .collect()
+                };
+                let to_send: Vec<Prepared<'_>> = prepared
+                    .iter()
+                    .zip(&delivered)
+                    .filter(|(_, done)| !**done)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let mut sent = action.write(&to_send, &[], ctx).await.into_iter();
+                delivered
+                    .iter()
+                    .map(|done| match done {
+                        true => ActionOutcome::Done { id: None },
+                        false => sent
+                            .next()
+                            .unwrap_or_else(|| ActionOutcome::failed("internal: no outcome")),
+                    })
+                    .collect()
             }
         })
     }
@@ -351,7 +473,7 @@ impl FlowRuntime {
                     commit.ledger_clear.push((index, p.record.key.clone()))
                 }
                 // Stays pending: nobody knows whether the create happened.
-                ActionOutcome::Unknown { .. } => {}
+                ActionOutcome::Unknown { .. } | ActionOutcome::Transient { .. } => {}
             }
             outcomes[i] = Some(outcome);
         }

@@ -15,6 +15,7 @@
 pub mod connector;
 pub mod connectors;
 pub mod executor;
+pub mod lease;
 pub mod record;
 pub mod runner;
 pub mod state;

@@ -56,12 +56,26 @@ pub enum ActionOutcome {
         /// Why.
         reason: String,
     },
+    /// The destination could not take it right now (unreachable, overloaded, out of disk): not
+    /// the record's fault. The page is not recorded and is tried again later; an action stops
+    /// sending the rest of its batch after the first one.
+    Transient {
+        /// Why, for the operator.
+        reason: String,
+    },
 }
 
 impl ActionOutcome {
     /// Whether the record went through.
     pub fn is_done(&self) -> bool {
         matches!(self, ActionOutcome::Done { .. })
+    }
+
+    /// A transient failure with this reason.
+    pub fn transient(reason: impl Into<String>) -> ActionOutcome {
+        ActionOutcome::Transient {
+            reason: reason.into(),
+        }
     }
 
     /// A failure with this message.

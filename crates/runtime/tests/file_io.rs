@@ -379,6 +379,7 @@ async fn file_sink_appends_whole_lines() {
         &FileSink {
             path: "out/x/records.jsonl".into(),
             format: SinkFormat::Jsonl,
+            backoff: Default::default(),
         },
         dir.path(),
         columns.clone(),
@@ -418,6 +419,7 @@ async fn file_sink_appends_whole_lines() {
         &FileSink {
             path: "out/records.csv".into(),
             format: SinkFormat::Csv,
+            backoff: Default::default(),
         },
         dir.path(),
         columns,
@@ -430,12 +432,14 @@ async fn file_sink_appends_whole_lines() {
         "name,count,tags\n\"n, \"\"0\"\"\",0,\"[\"\"a\"\",\"\"b\"\"]\"\n\"n, \"\"1\"\"\",1,\"[\"\"a\"\",\"\"b\"\"]\"\n\"n, \"\"2\"\"\",2,\"[\"\"a\"\",\"\"b\"\"]\"\n"
     );
 
-    // An unwritable path fails every record of the batch.
+    // An unwritable path is the destination failing, not the records: every record of the
+    // batch is transient (the page is tried again later), none is failed.
     std::fs::write(dir.path().join("blocker"), "").unwrap();
     let bad = FileWriter::new(
         &FileSink {
             path: "blocker/x.jsonl".into(),
             format: SinkFormat::Jsonl,
+            backoff: Default::default(),
         },
         dir.path(),
         vec![],
@@ -445,6 +449,6 @@ async fn file_sink_appends_whole_lines() {
     assert!(
         outcomes
             .iter()
-            .all(|o| matches!(o, ActionOutcome::Failed { .. }))
+            .all(|o| matches!(o, ActionOutcome::Transient { .. }))
     );
 }

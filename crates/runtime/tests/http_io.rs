@@ -454,6 +454,7 @@ async fn sink_per_record_with_outcomes_and_idempotency_keys() {
         method: HttpWriteMethod::Post,
         path: "/customers".into(),
         batch_size: None,
+        backoff: Default::default(),
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-a").unwrap();
     let recs = [
@@ -501,6 +502,7 @@ async fn sink_templated_path_fails_only_the_record_it_cannot_render() {
         method: HttpWriteMethod::Put,
         path: "/customers/{{record.id}}".into(),
         batch_size: None,
+        backoff: Default::default(),
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-b").unwrap();
     let recs = [
@@ -551,6 +553,7 @@ async fn sink_batches_as_json_arrays() {
         method: HttpWriteMethod::Post,
         path: "/batch".into(),
         batch_size: Some(2),
+        backoff: Default::default(),
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-c").unwrap();
     let recs: Vec<Record> = (1..=3)
@@ -600,6 +603,7 @@ async fn unreachable_server_fails_records_without_leaking_urls() {
         method: HttpWriteMethod::Post,
         path: "/customers".into(),
         batch_size: None,
+        backoff: Default::default(),
     };
     let w = HttpWriter::new(&cfg, c.clone(), "f").unwrap();
     let rec = record("r1", json!({}));

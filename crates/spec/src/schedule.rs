@@ -35,6 +35,13 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
         .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))
 }
 
+/// Whether a cron expression ever fires: `0 0 30 2 *` (February 30th) parses but never does.
+pub fn fires(cron: &Cron) -> bool {
+    use chrono::TimeZone;
+    let from = chrono::Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single();
+    from.is_some_and(|from| cron.find_next_occurrence(&from, false).is_ok())
+}
+
 /// Why a schedule block is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
@@ -80,5 +87,12 @@ mod tests {
         assert!(parse_cron("* * *").unwrap_err().contains("has 3"));
         assert!(parse_cron("61 * * * *").is_err());
         assert!(parse_cron("0 0 * * * * 2030").is_err());
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_told_apart() {
+        assert!(!fires(&parse_cron("0 0 30 2 *").unwrap()));
+        assert!(fires(&parse_cron("0 0 29 2 *").unwrap()));
+        assert!(fires(&parse_cron("*/15 * * * *").unwrap()));
     }
 }

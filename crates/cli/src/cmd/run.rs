@@ -1,10 +1,13 @@
 //! `rivulet run`: every flow in a directory, as a long-lived service (or once).
 
+use crate::exit;
 use crate::render::{self, Format};
 use anyhow::Context as _;
+use rivulet_runtime::lease::{self, HeldLease, LeaseError};
 use rivulet_runtime::runner::{self, RunOptions};
-use rivulet_runtime::state;
-use rivulet_spec::validate::{Options, validate_paths};
+use rivulet_runtime::state::{self, Holder};
+use rivulet_spec::model::Connection;
+use rivulet_spec::validate::{Options, Validation, validate_paths};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,9 +32,18 @@ pub struct Args {
     #[arg(long, value_name = "PATH|URL", env = "RIVULET_STATE_URL")]
     state: Option<String>,
     /// Run every flow once (one poll, one schedule tick), print a summary and exit: 0 when
-    /// every record went through, 1 when some failed.
+    /// every record went through, 1 when some failed, 3 when a destination stayed down longer
+    /// than `--once-wait`.
     #[arg(long)]
     once: bool,
+    /// With `--once`: how long to keep trying a destination (or source) that is down before
+    /// giving up (exit 3) with nothing moved past it.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    once_wait: Duration,
+    /// When another runner holds the state: wait for it to stop (or crash) and take over,
+    /// instead of refusing to start (exit 5).
+    #[arg(long)]
+    wait: bool,
     /// Read and map, print what would be sent, write nothing and move no cursor.
     #[arg(long)]
     dry_run: bool,
@@ -107,7 +119,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut options = RunOptions { once: args.once, dry_run: args.dry_run, flows: args.flows.clone(), ..RunOptions::default() };
+        let mut options = RunOptions {
+            once: args.once,
+            once_wait: args.once_wait,
+            dry_run: args.dry_run,
+            flows: args.flows.clone(),
+            ..RunOptions::default()
+        };
         let mut sandbox_handle = None;
         let mut demo = None;
         // A sandbox is fresh every time, so its state is too; the folder goes when we do.
@@ -125,44 +143,148 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let sandbox = rivulet_sandbox::Sandbox::start(rivulet_sandbox::SandboxConfig { demo_data: true, ..Default::default() })
                 .await
                 .context("starting the sandbox")?;
-            tracing::info!(url = %sandbox.url(), "HubSpot sandbox started with demo companies and contacts");
             options.overrides.hubspot = Some((sandbox.url(), "sandbox".into()));
             let (addr, received) = crate::demo::start().await.context("starting the demo HTTP API")?;
             options.overrides.http = Some(format!("http://{addr}"));
             demo = Some(received);
+            for line in redirections(&validation, &options) {
+                tracing::info!("{line}");
+            }
             sandbox_handle = Some(sandbox);
         }
         let store = state::open(&state_location, options.clock.clone()).await.with_context(|| format!("opening state {state_location}"))?;
         let signals = StopSignals::listen().context("listening for stop signals")?;
-        tracing::info!(state = %state_location, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "running; SIGINT or SIGTERM stops after the work in hand");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopper = stop_tx.clone();
         tokio::spawn(async move {
             signals.recv().await;
             tracing::info!("stopping: finishing the work in hand");
-            let _ = stop_tx.send(true);
+            let _ = stopper.send(true);
         });
+
+        // One runner per state: a dry run writes nothing, so it needs no lease.
+        let held = if args.dry_run {
+            None
+        } else {
+            let holder = Holder::this_process(options.clock.now());
+            let acquired = HeldLease::acquire(
+                store.clone(),
+                lease::STATE_LEASE,
+                &holder,
+                lease::DEFAULT_TTL,
+                args.wait,
+                stop_rx.clone(),
+                |held| tracing::warn!(holder = %held.holder, "the state {state_location} is in use by another runner; waiting for it to stop (--wait)"),
+            )
+            .await;
+            match acquired {
+                Ok(held) => Some(held),
+                Err(LeaseError::Held(held)) => {
+                    eprintln!(
+                        "rivulet: the state {state_location} is in use by another runner: {}; stop it first, or pass --wait to take over when it stops",
+                        held.holder
+                    );
+                    return Ok(ExitCode::from(exit::STATE_IN_USE));
+                }
+                Err(LeaseError::Stopped) => return Ok(ExitCode::from(exit::INTERRUPTED)),
+                Err(LeaseError::State(e)) => return Err(e).context("taking the lease on the state"),
+            }
+        };
+        if let Some(held) = &held {
+            options.fence = Some(held.fence());
+            // Runs left `running` by a runner that stopped or crashed before them.
+            let swept = store
+                .interrupt_runs(None, options.clock.now(), "the runner stopped before this run finished")
+                .await
+                .context("closing the runs a stopped runner left open")?;
+            if swept > 0 {
+                tracing::warn!(runs = swept, "marked runs a stopped runner left open as interrupted");
+            }
+        }
+        let lost = held.as_ref().map(HeldLease::lost);
+        if let Some(mut lost) = lost.clone() {
+            let stopper = stop_tx.clone();
+            tokio::spawn(async move {
+                if lost.wait_for(|l| *l).await.is_ok() {
+                    let _ = stopper.send(true);
+                }
+            });
+        }
+
+        tracing::info!(state = %state_location, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "running; SIGINT or SIGTERM stops after the work in hand");
+        let runs = options.runs.clone();
+        let clock = options.clock.clone();
         let mut stop_for_grace = stop_rx.clone();
         let grace = args.grace;
-        let run = runner::run(&validation, store, options, stop_rx);
+        let run = runner::run(&validation, store.clone(), options.clone(), stop_rx);
         tokio::pin!(run);
         let summary = tokio::select! {
-            result = &mut run => result?,
+            result = &mut run => result,
             _ = async {
                 while !*stop_for_grace.borrow() {
                     if stop_for_grace.changed().await.is_err() { std::future::pending::<()>().await; }
                 }
                 tokio::time::sleep(grace).await;
             } => {
-                tracing::warn!(grace = ?grace, "in-flight work did not finish within the grace period; its records will be read again on restart");
-                return Ok(ExitCode::SUCCESS);
+                let n = runs.interrupt(store.as_ref(), clock.now(), "the grace period ran out before the run finished").await;
+                tracing::error!(grace = ?grace, runs = n, "in-flight work did not finish within the grace period: its runs are marked interrupted and their records will be read again on restart");
+                if let Some(held) = held {
+                    held.release().await;
+                }
+                return Ok(ExitCode::from(exit::INTERRUPTED));
             }
         };
-        print_summary(&summary, demo.as_ref());
+        if let Some(held) = held {
+            held.release().await;
+        }
+        let summary = summary?;
+        print_summary(&summary, demo.as_ref(), &redirections(&validation, &options));
         if let Some(sandbox) = sandbox_handle.take() {
             sandbox.shutdown().await;
         }
-        Ok(if args.once && summary.has_failures() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        Ok(ExitCode::from(if lost.is_some_and(|l| *l.borrow()) {
+            exit::STATE_IN_USE
+        } else if !args.once {
+            exit::OK
+        } else if summary.gave_up_waiting() {
+            exit::GAVE_UP_WAITING
+        } else if summary.has_failures() {
+            exit::FAILED
+        } else {
+            exit::OK
+        }))
     })
+}
+
+/// Where `--sandbox` points each connection the selected flows use, instead of its own
+/// settings: said at start and in the summary, so nobody mistakes a delivery to the demo API
+/// for one to their own endpoint.
+fn redirections(validation: &Validation, options: &RunOptions) -> Vec<String> {
+    let mut used: Vec<&str> = validation
+        .flows
+        .iter()
+        .filter(|f| options.flows.is_empty() || options.flows.contains(&f.flow.name))
+        .flat_map(|f| f.flow.connections())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    used.into_iter()
+        .filter_map(|name| {
+            let checked = validation.connections.get(name)?;
+            Some(match &checked.connection {
+                Connection::Hubspot(c) => format!(
+                    "--sandbox: connection `{name}` (HubSpot, {}) points at the built-in HubSpot sandbox {}",
+                    c.base_url,
+                    options.overrides.hubspot.as_ref()?.0
+                ),
+                Connection::Http(c) => format!(
+                    "--sandbox: connection `{name}` (HTTP, {}) points at the demo API {}/{name}: nothing reaches the real endpoint",
+                    c.base_url,
+                    options.overrides.http.as_ref()?
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Stop signals, listened for from the moment this returns (so a signal sent after the
@@ -201,7 +323,11 @@ impl StopSignals {
     }
 }
 
-fn print_summary(summary: &runner::Summary, demo: Option<&crate::demo::Received>) {
+fn print_summary(
+    summary: &runner::Summary,
+    demo: Option<&crate::demo::Received>,
+    redirected: &[String],
+) {
     println!(
         "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
         "flow", "runs", "read", "succeeded", "failed", "skipped"
@@ -214,14 +340,17 @@ fn print_summary(summary: &runner::Summary, demo: Option<&crate::demo::Received>
         for e in &f.errors {
             println!("  error: {e}");
         }
+        if let Some(w) = &f.waiting {
+            println!("  gave up waiting: {w}");
+        }
     }
     println!("search calls: {}", summary.search_calls);
+    for line in redirected {
+        println!("{line}");
+    }
     if let Some(d) = demo {
-        for connection in ["erp_webhook", "shop"] {
-            let n = d.count(connection);
-            if n > 0 {
-                println!("demo API `{connection}` received {n} records");
-            }
+        for (connection, n) in d.counts() {
+            println!("demo API `{connection}` received {n} records (sandbox only)");
         }
     }
 }

@@ -51,6 +51,18 @@ pub enum StateError {
     /// `--state` names a backend this build does not have.
     #[error("{0}")]
     Unsupported(String),
+    /// The lease this work was done under has passed to another runner: nothing was recorded.
+    #[error(
+        "lease `{name}` was taken over by another runner (fencing token {held} is no longer {current}); nothing was recorded"
+    )]
+    Fenced {
+        /// The lease.
+        name: String,
+        /// The token this runner held.
+        held: i64,
+        /// The token now in force.
+        current: i64,
+    },
 }
 
 /// Opens the state store `--state` names: a `postgres://` URL, or a path (or `sqlite://PATH`)
@@ -84,6 +96,12 @@ pub enum RunStatus {
     Failed,
     /// It stopped early on an error (a failed poll, an unreadable source).
     Error,
+    /// A destination (or the source) was unreachable: nothing past the last recorded page moved,
+    /// and the same records are tried again after a backoff.
+    Waiting,
+    /// The runner stopped (grace period over, crash, kill) before the run finished; its
+    /// unrecorded records are read again.
+    Interrupted,
 }
 
 /// Where a failed record stands.
@@ -93,6 +111,10 @@ pub enum FailureStatus {
     Failed,
     /// Sent again by a replay.
     Replayed,
+    /// The same record went through later (a later version, a replay).
+    Resolved,
+    /// Dropped on purpose by an operator.
+    Discarded,
 }
 
 /// Where an announced write stands.
@@ -126,8 +148,20 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(RunStatus { Running => "running", Succeeded => "succeeded", Failed => "failed", Error => "error" });
-text_enum!(FailureStatus { Failed => "failed", Replayed => "replayed" });
+text_enum!(RunStatus {
+    Running => "running",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Error => "error",
+    Waiting => "waiting",
+    Interrupted => "interrupted",
+});
+text_enum!(FailureStatus {
+    Failed => "failed",
+    Replayed => "replayed",
+    Resolved => "resolved",
+    Discarded => "discarded",
+});
 text_enum!(LedgerState { Pending => "pending", Done => "done" });
 
 /// A flow's cursor: what it tracks, and how far it got.
@@ -234,11 +268,94 @@ pub struct UndoMark {
     pub mark: Value,
 }
 
+/// Who holds (or wants) a lease: one runner process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Unique per runner process (host, pid and start).
+    pub id: String,
+    /// The process id.
+    pub pid: u32,
+    /// The host name.
+    pub host: String,
+    /// When the runner started.
+    pub since: DateTime<Utc>,
+}
+
+impl Holder {
+    /// This process, now.
+    pub fn this_process(now: DateTime<Utc>) -> Holder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let pid = std::process::id();
+        Holder {
+            id: format!("{host}:{pid}:{}", now.timestamp_millis()),
+            pid,
+            host,
+            since: now,
+        }
+    }
+
+    /// Whether this holder is a process on this host that no longer runs (a crashed runner,
+    /// whose lease can be taken without waiting for it to expire).
+    pub fn is_dead_here(&self, this_host: &str) -> bool {
+        self.host == this_host
+            && cfg!(target_os = "linux")
+            && !std::path::Path::new("/proc")
+                .join(self.pid.to_string())
+                .exists()
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} on {} (since {})",
+            self.pid,
+            self.host,
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// A lease on a piece of work (the whole state, a trigger group, a scheduled flow): one
+/// holder at a time, until it expires or is released. Each new holder gets a larger fencing
+/// token, and every commit made under the lease checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// What the lease is on.
+    pub name: String,
+    /// The holder.
+    pub holder: Holder,
+    /// The fencing token: larger for each new holder.
+    pub token: i64,
+    /// When it lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A lease's name and token, checked by every commit made under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The lease.
+    pub name: String,
+    /// The token it was held with.
+    pub token: i64,
+}
+
 /// Everything one page changes, applied atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
     /// The run the page belongs to.
     pub run_id: i64,
+    /// The lease the page was processed under; the commit is refused unless it still holds.
+    pub fence: Option<Fence>,
+    /// Keys of records every action took: earlier failures of them are now resolved.
+    pub succeeded_keys: Vec<String>,
     /// Keys (key, version, at_ms) whose outcome is now recorded, for dedupe of re-reads.
     pub delivered: Vec<(String, String, i64)>,
     /// Records that failed.
@@ -316,4 +433,29 @@ pub trait StateStore: Send + Sync {
         ids: &[i64],
         status: FailureStatus,
     ) -> Result<(), StateError>;
+    /// Takes lease `name` for `holder` for `ttl` when it is free, expired, already this
+    /// holder's, or held by a process on this host that no longer runs; otherwise says who
+    /// holds it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &Holder,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Lease, Lease>, StateError>;
+    /// Extends a held lease; [`StateError::Fenced`] when another holder has taken it.
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> Result<Lease, StateError>;
+    /// Gives a lease up (a no-op when another holder has it by now).
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StateError>;
+    /// Marks the runs still `running` as interrupted: called by the holder of the whole state,
+    /// they are what a stopped or crashed runner left behind. Returns how many.
+    async fn interrupt_runs(
+        &self,
+        flows: Option<&[String]>,
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<u64, StateError>;
 }

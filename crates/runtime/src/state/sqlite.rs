@@ -3,8 +3,8 @@
 //! runs on tokio's blocking pool, never on an async worker.
 
 use super::{
-    Commit, Counts, Cursor, FailedRecord, FailureStatus, LedgerEntry, LedgerState, RunRow,
-    RunStatus, StateError, StateStore, StoredFailure, UndoMark,
+    Commit, Counts, Cursor, FailedRecord, FailureStatus, Holder, Lease, LedgerEntry, LedgerState,
+    RunRow, RunStatus, StateError, StateStore, StoredFailure, UndoMark,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -89,6 +89,19 @@ CREATE TABLE undo_marks (
 INSERT INTO undo_marks (flow, action, kind, mark)
     SELECT flow, action, 'file', json_object('path', path, 'len', len) FROM file_marks;
 DROP TABLE file_marks;
+"#,
+    // One holder per piece of work, with a fencing token every commit checks.
+    r#"
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    since TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX failed_by_key ON failed_records (flow, record_key, status);
 "#,
 ];
 
@@ -488,7 +501,15 @@ impl StateStore for SqliteStore {
     async fn commit(&self, flow: &str, commit: &Commit) -> Result<(), StateError> {
         let (flow, commit) = (flow.to_string(), commit.clone());
         let at = rfc3339(self.clock.now());
-        self.with(move |c| apply(c, &flow, &commit, &at)).await
+        let fenced = self.with(move |c| apply(c, &flow, &commit, &at)).await?;
+        match fenced {
+            None => Ok(()),
+            Some((name, held, current)) => Err(StateError::Fenced {
+                name,
+                held,
+                current,
+            }),
+        }
     }
 
     async fn runs(&self, flow: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
@@ -555,6 +576,116 @@ impl StateStore for SqliteStore {
         .await
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &Holder,
+        ttl: std::time::Duration,
+    ) -> Result<Result<Lease, Lease>, StateError> {
+        let (name, holder) = (name.to_string(), holder.clone());
+        let now = self.clock.now();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = read_lease(&tx, &name)?;
+            let token = match &current {
+                Some(l) if l.holder.id == holder.id => l.token,
+                Some(l) if l.expires_at > now && !l.holder.is_dead_here(&holder.host) => {
+                    return Ok(Err(l.clone()));
+                }
+                Some(l) => l.token + 1,
+                None => 1,
+            };
+            let expires_ms = ms_after(now, ttl);
+            tx.execute(
+                "INSERT INTO leases (name, holder, pid, host, since, token, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host,
+                   since = excluded.since, token = excluded.token, expires_ms = excluded.expires_ms",
+                params![name, holder.id, holder.pid as i64, holder.host, rfc3339(holder.since), token, expires_ms],
+            )?;
+            tx.commit()?;
+            Ok(Ok(Lease {
+                name,
+                holder,
+                token,
+                expires_at: DateTime::from_timestamp_millis(expires_ms)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            }))
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+    ) -> Result<Lease, StateError> {
+        let lease = lease.clone();
+        let expires_ms = ms_after(self.clock.now(), ttl);
+        let outcome = self
+            .with(move |c| {
+                let n = c.execute(
+                    "UPDATE leases SET expires_ms = ?3 WHERE name = ?1 AND token = ?2",
+                    params![lease.name, lease.token, expires_ms],
+                )?;
+                if n == 1 {
+                    return Ok(Ok(Lease {
+                        expires_at: DateTime::from_timestamp_millis(expires_ms)
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                        ..lease
+                    }));
+                }
+                let current = fenced_out(c, &lease.name, lease.token)?.unwrap_or(0);
+                Ok(Err((lease.name, lease.token, current)))
+            })
+            .await?;
+        outcome.map_err(|(name, held, current)| StateError::Fenced {
+            name,
+            held,
+            current,
+        })
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
+        let lease = lease.clone();
+        self.with(move |c| {
+            // The row stays, lapsed: fencing tokens only ever grow.
+            c.execute(
+                "UPDATE leases SET expires_ms = 0 WHERE name = ?1 AND token = ?2",
+                params![lease.name, lease.token],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn interrupt_runs(
+        &self,
+        flows: Option<&[String]>,
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<u64, StateError> {
+        let flows = flows
+            .map(|f| serde_json::to_string(f))
+            .transpose()
+            .map_err(|e| StateError::Backend(e.to_string()))?;
+        let (at, why) = (rfc3339(at), why.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE runs SET status = ?1, finished_at = ?2, error = ?3
+                 WHERE status = ?4 AND (?5 IS NULL OR flow IN (SELECT value FROM json_each(?5)))",
+                params![
+                    RunStatus::Interrupted.as_str(),
+                    at,
+                    why,
+                    RunStatus::Running.as_str(),
+                    flows
+                ],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
     async fn set_failure_status(
         &self,
         ids: &[i64],
@@ -572,9 +703,43 @@ impl StateStore for SqliteStore {
     }
 }
 
-/// One page's changes, in one transaction.
-fn apply(c: &mut Connection, flow: &str, commit: &Commit, at: &str) -> rusqlite::Result<()> {
-    let tx = c.transaction()?;
+/// The lease's current token, when it is not `token` any more (someone else holds it).
+fn fenced_out(c: &Connection, name: &str, token: i64) -> rusqlite::Result<Option<i64>> {
+    let current: Option<i64> = c
+        .query_row("SELECT token FROM leases WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(current.filter(|t| *t != token))
+}
+
+/// One page's changes, in one transaction; `Some((lease, held, current))` and nothing written
+/// when the page's lease has passed to another holder.
+fn apply(
+    c: &mut Connection,
+    flow: &str,
+    commit: &Commit,
+    at: &str,
+) -> rusqlite::Result<Option<(String, i64, i64)>> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if let Some(fence) = &commit.fence
+        && let Some(current) = fenced_out(&tx, &fence.name, fence.token)?
+    {
+        return Ok(Some((fence.name.clone(), fence.token, current)));
+    }
+    if !commit.succeeded_keys.is_empty() {
+        let keys = serde_json::to_string(&commit.succeeded_keys).map_err(conversion)?;
+        tx.execute(
+            "UPDATE failed_records SET status = ?3
+             WHERE flow = ?1 AND status = ?4 AND record_key IN (SELECT value FROM json_each(?2))",
+            params![
+                flow,
+                keys,
+                FailureStatus::Resolved.as_str(),
+                FailureStatus::Failed.as_str()
+            ],
+        )?;
+    }
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO delivered (flow, record_key, version, at_ms) VALUES (?1, ?2, ?3, ?4)
@@ -635,7 +800,39 @@ fn apply(c: &mut Connection, flow: &str, commit: &Commit, at: &str) -> rusqlite:
             params![commit.run_id, n.read as i64, n.succeeded as i64, n.failed as i64, n.skipped as i64],
         )?;
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(None)
+}
+
+fn lease_row(r: &rusqlite::Row<'_>, name: &str) -> rusqlite::Result<Lease> {
+    let since: String = r.get(3)?;
+    Ok(Lease {
+        name: name.to_string(),
+        holder: Holder {
+            id: r.get(0)?,
+            pid: r.get::<_, i64>(1)? as u32,
+            host: r.get(2)?,
+            since: DateTime::parse_from_rfc3339(&since)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(conversion)?,
+        },
+        token: r.get(4)?,
+        expires_at: DateTime::from_timestamp_millis(r.get(5)?).unwrap_or(DateTime::<Utc>::MAX_UTC),
+    })
+}
+
+fn read_lease(c: &Connection, name: &str) -> rusqlite::Result<Option<Lease>> {
+    c.query_row(
+        "SELECT holder, pid, host, since, token, expires_ms FROM leases WHERE name = ?1",
+        [name],
+        |r| lease_row(r, name),
+    )
+    .optional()
+}
+
+fn ms_after(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
+    now.timestamp_millis()
+        .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn upsert_cursor(conn: &Connection, flow: &str, cursor: &Cursor, at: &str) -> rusqlite::Result<()> {
@@ -809,6 +1006,200 @@ mod tests {
             .collect();
         assert_eq!(store.delivered("f", &asked).await.unwrap().len(), 250);
         assert!(store.delivered("other", &asked).await.unwrap().is_empty());
+    }
+
+    fn holder(id: &str, pid: u32, host: &str) -> Holder {
+        Holder {
+            id: id.into(),
+            pid,
+            host: host.into(),
+            since: at("2026-01-01T00:00:00Z"),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_holder_per_lease_with_growing_fencing_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(rivulet_http::ManualClock::new(at("2026-01-01T00:00:00Z")));
+        let store = SqliteStore::open_with_clock(&dir.path().join("s.db"), clock.clone())
+            .await
+            .unwrap();
+        let ttl = std::time::Duration::from_secs(15);
+        // Another host: liveness cannot be checked, so only expiry frees the lease.
+        let a = holder("a", 1, "elsewhere-a");
+        let b = holder("b", 2, "elsewhere-b");
+        let first = store
+            .acquire_lease("runner", &a, ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.token, 1);
+        let held = store
+            .acquire_lease("runner", &b, ttl)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(held.holder.id, "a");
+        // The holder may take it again (a restart of the same runner keeps its token).
+        assert_eq!(
+            store
+                .acquire_lease("runner", &a, ttl)
+                .await
+                .unwrap()
+                .unwrap()
+                .token,
+            1
+        );
+        // Renewed in time, it stays; lapsed, another takes it with a larger token.
+        clock.advance(std::time::Duration::from_secs(10));
+        let renewed = store.renew_lease(&first, ttl).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(10));
+        assert!(
+            store
+                .acquire_lease("runner", &b, ttl)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        clock.advance(std::time::Duration::from_secs(6));
+        let second = store
+            .acquire_lease("runner", &b, ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.token, 2);
+        // The old holder is fenced off: it can neither renew nor commit.
+        assert!(matches!(
+            store.renew_lease(&renewed, ttl).await,
+            Err(StateError::Fenced {
+                held: 1,
+                current: 2,
+                ..
+            })
+        ));
+        let run = store
+            .start_run("f", rivulet_http::Clock::now(&*clock))
+            .await
+            .unwrap();
+        let late = Commit {
+            run_id: run,
+            fence: Some(super::super::Fence {
+                name: "runner".into(),
+                token: 1,
+            }),
+            cursor: Some(Cursor {
+                identity: "x".into(),
+                state: json!(1),
+            }),
+            ..Commit::default()
+        };
+        assert!(matches!(
+            store.commit("f", &late).await,
+            Err(StateError::Fenced { .. })
+        ));
+        assert!(
+            store.cursor("f").await.unwrap().is_none(),
+            "nothing recorded"
+        );
+        let current = Commit {
+            fence: Some(super::super::Fence {
+                name: "runner".into(),
+                token: 2,
+            }),
+            ..late
+        };
+        store.commit("f", &current).await.unwrap();
+        assert!(store.cursor("f").await.unwrap().is_some());
+        // Released, it is free at once.
+        store.release_lease(&second).await.unwrap();
+        assert_eq!(
+            store
+                .acquire_lease("runner", &a, ttl)
+                .await
+                .unwrap()
+                .unwrap()
+                .token,
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn a_crashed_holder_on_this_host_is_taken_over_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let me = Holder::this_process(Utc::now());
+        // A pid that cannot be running (above the kernel's pid_max).
+        let dead = holder("dead", 4_194_305, &me.host);
+        let ttl = std::time::Duration::from_secs(600);
+        store
+            .acquire_lease("runner", &dead, ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        let taken = store.acquire_lease("runner", &me, ttl).await.unwrap();
+        assert_eq!(taken.unwrap().token, 2);
+    }
+
+    #[tokio::test]
+    async fn stale_runs_are_interrupted_and_later_successes_resolve_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+        let run = store.start_run("f", Utc::now()).await.unwrap();
+        let failed = FailedRecord {
+            key: "k1".into(),
+            version: "1".into(),
+            origin: "o".into(),
+            action: Some(0),
+            error: "refused".into(),
+            record: None,
+        };
+        store
+            .commit(
+                "f",
+                &Commit {
+                    run_id: run,
+                    failed: vec![failed],
+                    ..Commit::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .interrupt_runs(None, Utc::now(), "gone")
+                .await
+                .unwrap(),
+            1
+        );
+        let runs = store.runs(Some("f"), 1).await.unwrap();
+        assert_eq!(runs[0].status, RunStatus::Interrupted);
+        let next = store.start_run("f", Utc::now()).await.unwrap();
+        store
+            .commit(
+                "f",
+                &Commit {
+                    run_id: next,
+                    succeeded_keys: vec!["k1".into()],
+                    ..Commit::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .failures(Some("f"), FailureStatus::Failed, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .failures(Some("f"), FailureStatus::Resolved, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! action — their settings and rules.
 
 use super::Checker;
+use crate::model::Backoff;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +77,10 @@ pub struct FileSink {
     /// `jsonl` (default) or `csv`.
     #[serde(default)]
     pub format: SinkFormat,
+    /// While the destination is unreachable or overloaded: how long to wait before sending
+    /// the same records again (default: from 1s, doubling up to 5m).
+    #[serde(default, skip_serializing_if = "Backoff::is_default")]
+    pub backoff: Backoff,
 }
 
 /// The format of a file sink.

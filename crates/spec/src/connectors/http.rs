@@ -3,7 +3,7 @@
 
 use super::{Checker, ConnectionKind};
 use crate::env;
-use crate::model::{Duration, Throttle, default_timeout};
+use crate::model::{Backoff, Duration, Throttle, default_timeout};
 use crate::schedule::MIN_INTERVAL;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
@@ -161,6 +161,10 @@ pub struct HttpSink {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub batch_size: Option<u32>,
+    /// While the destination is unreachable or overloaded: how long to wait before sending
+    /// the same records again (default: from 1s, doubling up to 5m).
+    #[serde(default, skip_serializing_if = "Backoff::is_default")]
+    pub backoff: Backoff,
 }
 
 /// HTTP methods for writing.

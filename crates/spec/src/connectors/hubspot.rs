@@ -4,7 +4,7 @@
 use super::{CheckedFlow, Checker, ConnectionKind};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::env;
-use crate::model::{Duration, Flow, Throttle, default_timeout};
+use crate::model::{Backoff, Duration, Flow, Throttle, default_timeout};
 use crate::schedule::MIN_INTERVAL;
 use crate::validate::{CheckedConnection, thousands};
 use indexmap::IndexMap;
@@ -262,6 +262,10 @@ pub struct HubSpotAction {
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 100))]
     pub batch_size: u32,
+    /// While the destination is unreachable or overloaded: how long to wait before sending
+    /// the same records again (default: from 1s, doubling up to 5m).
+    #[serde(default, skip_serializing_if = "Backoff::is_default")]
+    pub backoff: Backoff,
 }
 
 fn default_batch_size() -> u32 {

@@ -15,6 +15,11 @@ impl Duration {
     /// is read, so no later date arithmetic can overflow.
     pub const MAX: Duration = Duration::from_secs(366 * 86_400);
 
+    /// `ms` milliseconds.
+    pub const fn from_millis(ms: u64) -> Duration {
+        Duration(std::time::Duration::from_millis(ms))
+    }
+
     /// `secs` seconds.
     pub const fn from_secs(secs: u64) -> Duration {
         Duration(std::time::Duration::from_secs(secs))

@@ -114,6 +114,44 @@ pub enum Action {
     Http(http::HttpSink),
 }
 
+/// How long a flow waits before trying the same records again while an action's destination
+/// is unreachable or overloaded: `initial` at first, then twice as long each time (with
+/// jitter), at most `max`. Nothing past those records is recorded meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// The first wait.
+    #[serde(default = "default_backoff_initial")]
+    pub initial: Duration,
+    /// The longest wait.
+    #[serde(default = "default_backoff_max")]
+    pub max: Duration,
+}
+
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Backoff {
+    /// Whether these are the defaults (left out when a flow is written back).
+    pub fn is_default(&self) -> bool {
+        *self == Backoff::default()
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+        }
+    }
+}
+
 impl Source {
     /// The connector's key (`file`, `http`, `hubspot`).
     pub fn kind(&self) -> &'static str {
@@ -150,6 +188,15 @@ impl Action {
             Action::Hubspot(a) => Some(&a.connection),
             Action::File(_) => None,
             Action::Http(a) => Some(&a.connection),
+        }
+    }
+
+    /// How the flow waits while this action's destination is down.
+    pub fn backoff(&self) -> Backoff {
+        match self {
+            Action::Hubspot(a) => a.backoff,
+            Action::File(a) => a.backoff,
+            Action::Http(a) => a.backoff,
         }
     }
 }

@@ -690,6 +690,16 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
     }
 
     match schedule::timing(flow.schedule.as_ref()) {
+        Ok(schedule::Timing::Cron(cron)) if !schedule::fires(&cron) => {
+            let pos = c.value_pos(&["schedule", "cron"]);
+            c.warning(
+                "cron_never_fires",
+                pos,
+                "this cron expression never fires (no date matches it)",
+            )
+            .hint =
+                Some("check the day of month against the month, e.g. February has no 30th".into());
+        }
         Ok(_) => {}
         Err(err) => {
             let (code, pos) = match &err {
@@ -719,6 +729,20 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
 
     for (i, action) in flow.actions.iter().enumerate() {
         let mut at = c.scoped(&[Step::Key("actions".into()), Step::Index(i)]);
+        let backoff = action.backoff();
+        let mut b = at.block(&[action.kind(), "backoff"]);
+        b.duration_within(
+            &["initial"],
+            backoff.initial,
+            Duration::from_millis(100),
+            Duration::from_secs(86_400),
+        );
+        b.duration_within(
+            &["max"],
+            backoff.max,
+            backoff.initial,
+            Duration::from_secs(86_400),
+        );
         match action {
             Action::Hubspot(a) => {
                 connectors::hubspot::check_action(&mut at.block(&["hubspot"]), &flow, a)

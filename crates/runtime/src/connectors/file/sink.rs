@@ -58,7 +58,9 @@ impl FileWriter {
         truncate_to(&self.path, len)
     }
 
-    /// Appends the batch: every record `Done`, or every record `Failed` with the I/O error.
+    /// Appends the batch: every record `Done`; or, when the file cannot be written (a full
+    /// disk, an I/O error), every record `Transient` and the file as it was before (a partly
+    /// written batch is cut back, so the file never holds half a line).
     pub async fn append(&self, batch: &[Prepared<'_>]) -> Vec<ActionOutcome> {
         if batch.is_empty() {
             return Vec::new();
@@ -83,10 +85,10 @@ impl FileWriter {
                 .map(|_| ActionOutcome::Done { id: None })
                 .collect(),
             Err(e) => {
-                let message = format!("writing {}: {e}", self.path.display());
+                let message = format!("cannot write {}: {e}", self.path.display());
                 batch
                     .iter()
-                    .map(|_| ActionOutcome::failed(message.clone()))
+                    .map(|_| ActionOutcome::transient(message.clone()))
                     .collect()
             }
         }
@@ -141,6 +143,8 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
+/// Appends `bytes` with one write and syncs it; on failure the file is cut back to its length
+/// before, so no partial line stays behind.
 fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -149,14 +153,26 @@ fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_data()
+    let before = f.metadata()?.len();
+    let written = f.write_all(bytes).and_then(|()| f.sync_data());
+    if let Err(e) = written {
+        // Best effort: the undo mark recorded before the write cuts it back too.
+        if f.set_len(before).and_then(|()| f.sync_data()).is_err() {
+            tracing::warn!(path = %path.display(), "could not cut a failed append back; the next start does");
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl Action for FileWriter {
     fn kind(&self) -> &'static str {
         "file"
+    }
+
+    fn destination(&self) -> String {
+        format!("file {}", self.path.display())
     }
 
     fn output_mode(&self) -> OutputMode {

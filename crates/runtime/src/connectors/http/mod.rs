@@ -12,6 +12,15 @@ pub use source::HttpReader;
 
 impl From<HttpError> for crate::connector::SourceError {
     fn from(e: HttpError) -> Self {
-        crate::connector::SourceError::Remote(Box::new(e))
+        use crate::connector::SourceError;
+        match &e {
+            HttpError::Transport { .. } => SourceError::Unavailable(Box::new(e)),
+            HttpError::Status { status, .. }
+                if *status == 408 || *status == 429 || *status >= 500 =>
+            {
+                SourceError::Unavailable(Box::new(e))
+            }
+            _ => SourceError::Remote(Box::new(e)),
+        }
     }
 }

@@ -7,9 +7,11 @@
 //! (`{flow}:{record key}:{record version}`, or for a batch `{flow}:batch:{hash of its keys}`)
 //! so a receiver can drop what a restart sends twice.
 //!
-//! Outcomes: a 2xx is `Done` (with the response's `id`, if any); another status (after the
-//! connection's retries) is `Failed` with the status and the start of the body; no answer after
-//! a request may have arrived (a timeout) is `Unknown`; a refused connection is `Failed`.
+//! Outcomes: a 2xx is `Done` (with the response's `id`, if any). A receiver that is down or
+//! overloaded — no answer (refused, reset, timed out), 408, 429 or 5xx after the connection's
+//! retries — is `Transient`: nothing more of the page is sent and the page comes again later,
+//! with the same idempotency keys. Any other status is `Failed` (kept for replay) with the
+//! status and the start of the body.
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -44,6 +46,7 @@ pub struct HttpWriter {
     path: PathTemplate,
     batch_size: Option<usize>,
     flow: String,
+    connection: String,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +89,7 @@ impl HttpWriter {
             path,
             batch_size: config.batch_size.map(|n| n.max(1) as usize),
             flow: flow.to_string(),
+            connection: config.connection.clone(),
         })
     }
 
@@ -94,19 +98,24 @@ impl HttpWriter {
         &self.client
     }
 
-    /// Sends the batch; one outcome per record, in order.
+    /// Sends the batch; one outcome per record, in order. After the first transient failure
+    /// (the receiver is down or overloaded) nothing more is sent: the rest of the batch gets
+    /// the same outcome, and the whole page is tried again later.
     pub async fn send_all(&self, batch: &[Prepared<'_>], ctx: &Context) -> Vec<ActionOutcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        match self.batch_size {
-            None => {
-                for p in batch {
-                    outcomes.push(self.write_one(p, ctx).await);
-                }
+        let mut outcomes: Vec<ActionOutcome> = Vec::with_capacity(batch.len());
+        let size = self.batch_size.unwrap_or(1);
+        for chunk in batch.chunks(size) {
+            if let Some(down) = outcomes
+                .iter()
+                .find(|o| matches!(o, ActionOutcome::Transient { .. }))
+            {
+                let down = down.clone();
+                outcomes.extend(chunk.iter().map(|_| down.clone()));
+                continue;
             }
-            Some(size) => {
-                for chunk in batch.chunks(size) {
-                    outcomes.extend(self.write_chunk(chunk, ctx).await);
-                }
+            match self.batch_size {
+                None => outcomes.push(self.write_one(&chunk[0], ctx).await),
+                Some(_) => outcomes.extend(self.write_chunk(chunk, ctx).await),
             }
         }
         outcomes
@@ -205,6 +214,10 @@ impl Action for HttpWriter {
         "http"
     }
 
+    fn destination(&self) -> String {
+        format!("the HTTP API of connection `{}`", self.connection)
+    }
+
     fn output_mode(&self) -> OutputMode {
         OutputMode::Native
     }
@@ -231,19 +244,21 @@ fn id_of(body: &Value) -> Option<String> {
     }
 }
 
+/// What an error means for the records sent: the receiver refused them (permanent: kept for
+/// replay), or it could not take them now (transient: the page is tried again, with the same
+/// idempotency keys).
 fn outcome_of_error(e: HttpError) -> ActionOutcome {
     match e {
+        HttpError::Transport { .. } => ActionOutcome::transient(e.to_string()),
+        HttpError::Status { status, .. } if status == 408 || status == 429 || status >= 500 => {
+            ActionOutcome::transient(e.to_string())
+        }
         // A success whose body is not JSON, or too large to read: written all the same.
         HttpError::NotJson { status, .. } | HttpError::TooLarge { status, .. }
             if (200..300).contains(&status) =>
         {
             ActionOutcome::Done { id: None }
         }
-        HttpError::Transport {
-            maybe_sent: true, ..
-        } => ActionOutcome::Unknown {
-            reason: format!("{e}; the request may have been applied"),
-        },
         other => ActionOutcome::failed(other.to_string()),
     }
 }

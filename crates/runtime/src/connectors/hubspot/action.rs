@@ -170,66 +170,30 @@ impl HubSpotWriter {
                 (Ok(Target::UpsertById(id)), _) => by_id.push((i, id, input)),
             }
         }
-        for chunk in creates.chunks(self.batch_size) {
-            let results = self
-                .client
-                .batch_create(
-                    &self.object,
-                    chunk.iter().map(|(_, inp)| inp.clone()).collect(),
-                )
-                .await;
-            for ((i, _), r) in chunk.iter().zip(results) {
-                outcomes[*i] = Some(convert(r));
-            }
-        }
-        for chunk in updates.chunks(self.batch_size) {
-            let results = self
-                .client
-                .batch_update(
-                    &self.object,
-                    None,
-                    chunk
-                        .iter()
-                        .map(|(_, id, inp)| (id.clone(), inp.clone()))
-                        .collect(),
-                )
-                .await;
-            for ((i, _, _), r) in chunk.iter().zip(results) {
-                outcomes[*i] = Some(convert(r));
-            }
-        }
-        if let Some(prop) = &self.match_on {
-            for chunk in upserts.chunks(self.batch_size) {
-                let results = self
-                    .client
-                    .batch_upsert(
-                        &self.object,
-                        prop,
-                        chunk
-                            .iter()
-                            .map(|(_, v, inp)| (v.clone(), inp.clone()))
-                            .collect(),
-                    )
-                    .await;
-                for ((i, _, _), r) in chunk.iter().zip(results) {
-                    outcomes[*i] = Some(convert(r));
+        // Batch calls one after another; once HubSpot is down or refusing for load, the rest
+        // of the page is not sent (it comes again as a whole).
+        let jobs = creates
+            .chunks(self.batch_size)
+            .map(Job::Create)
+            .chain(updates.chunks(self.batch_size).map(Job::Update))
+            .chain(upserts.chunks(self.batch_size).map(Job::Upsert))
+            .chain(by_id.chunks(self.batch_size).map(Job::ById));
+        let mut down: Option<ActionOutcome> = None;
+        for job in jobs {
+            let (indexes, results) = match down {
+                Some(_) => (job.indexes(), Vec::new()),
+                None => self.run_job(&job).await,
+            };
+            for (n, i) in indexes.into_iter().enumerate() {
+                let outcome = match (&down, results.get(n)) {
+                    (None, Some(r)) => convert(r.clone()),
+                    (Some(d), _) => d.clone(),
+                    (None, None) => ActionOutcome::failed("internal: no outcome for the record"),
+                };
+                if down.is_none() && matches!(outcome, ActionOutcome::Transient { .. }) {
+                    down = Some(outcome.clone());
                 }
-            }
-        }
-        for chunk in by_id.chunks(self.batch_size) {
-            let results = self
-                .client
-                .upsert_by_id(
-                    &self.object,
-                    chunk
-                        .iter()
-                        .map(|(_, id, inp)| (id.clone(), inp.clone()))
-                        .collect(),
-                    self.create_if_missing,
-                )
-                .await;
-            for ((i, _, _), r) in chunk.iter().zip(results) {
-                outcomes[*i] = Some(convert(r));
+                outcomes[i] = Some(outcome);
             }
         }
         outcomes
@@ -241,10 +205,79 @@ impl HubSpotWriter {
     }
 }
 
+/// One batch call of a page, with the page positions of its records.
+enum Job<'a> {
+    Create(&'a [(usize, WriteInput)]),
+    Update(&'a [(usize, String, WriteInput)]),
+    Upsert(&'a [(usize, String, WriteInput)]),
+    ById(&'a [(usize, Option<String>, WriteInput)]),
+}
+
+impl Job<'_> {
+    fn indexes(&self) -> Vec<usize> {
+        match self {
+            Job::Create(c) => c.iter().map(|(i, _)| *i).collect(),
+            Job::Update(c) | Job::Upsert(c) => c.iter().map(|(i, _, _)| *i).collect(),
+            Job::ById(c) => c.iter().map(|(i, _, _)| *i).collect(),
+        }
+    }
+}
+
+impl HubSpotWriter {
+    async fn run_job(&self, job: &Job<'_>) -> (Vec<usize>, Vec<WriteOutcome>) {
+        let results = match job {
+            Job::Create(c) => {
+                self.client
+                    .batch_create(&self.object, c.iter().map(|(_, inp)| inp.clone()).collect())
+                    .await
+            }
+            Job::Update(c) => {
+                self.client
+                    .batch_update(
+                        &self.object,
+                        None,
+                        c.iter()
+                            .map(|(_, id, inp)| (id.clone(), inp.clone()))
+                            .collect(),
+                    )
+                    .await
+            }
+            Job::Upsert(c) => {
+                let prop = self.match_on.as_deref().unwrap_or("hs_object_id");
+                self.client
+                    .batch_upsert(
+                        &self.object,
+                        prop,
+                        c.iter()
+                            .map(|(_, v, inp)| (v.clone(), inp.clone()))
+                            .collect(),
+                    )
+                    .await
+            }
+            Job::ById(c) => {
+                self.client
+                    .upsert_by_id(
+                        &self.object,
+                        c.iter()
+                            .map(|(_, id, inp)| (id.clone(), inp.clone()))
+                            .collect(),
+                        self.create_if_missing,
+                    )
+                    .await
+            }
+        };
+        (job.indexes(), results)
+    }
+}
+
 #[async_trait]
 impl Action for HubSpotWriter {
     fn kind(&self) -> &'static str {
         "hubspot"
+    }
+
+    fn destination(&self) -> String {
+        format!("HubSpot ({} {})", self.operation.as_str(), self.object)
     }
 
     fn output_mode(&self) -> OutputMode {
@@ -275,12 +308,30 @@ impl Action for HubSpotWriter {
     }
 }
 
+/// A client outcome in the executor's terms. HubSpot being down, overloaded or out of its
+/// daily budget (no answer, 5xx, 429 after the client's waits) is transient: not the record's
+/// fault, so the page comes again. An answer that was lost is transient too: the retry finds
+/// out what happened (a create was announced in the ledger and is looked up; an update or
+/// upsert is simply sent again).
 fn convert(outcome: WriteOutcome) -> ActionOutcome {
     match outcome {
         WriteOutcome::Created { id } | WriteOutcome::Updated { id } => {
             ActionOutcome::Done { id: Some(id) }
         }
+        WriteOutcome::Failed(e) if is_transient(&e) => {
+            ActionOutcome::transient(format!("HubSpot: {e}"))
+        }
         WriteOutcome::Failed(e) => ActionOutcome::failed(e.to_string()),
-        WriteOutcome::Unknown { reason } => ActionOutcome::Unknown { reason },
+        WriteOutcome::Unknown { reason } => {
+            ActionOutcome::transient(format!("HubSpot's answer was lost: {reason}"))
+        }
     }
+}
+
+fn is_transient(e: &rivulet_hubspot::RecordError) -> bool {
+    matches!(e.status, Some(429 | 408 | 500..=599))
+        || matches!(
+            e.category.as_str(),
+            "TRANSPORT" | "RATE_LIMIT" | "DAILY_LIMIT"
+        )
 }

@@ -128,9 +128,15 @@ impl HubSpotReader {
 impl Source for HubSpotReader {
     /// HubSpot decides the page size (100 listed, 200 searched).
     async fn next_page(&mut self, _max: usize) -> Result<Option<SourcePage>, SourceError> {
-        self.read_page()
-            .await
-            .map_err(|e| SourceError::Remote(Box::new(e)))
+        self.read_page().await.map_err(|e| {
+            let down = matches!(e.status(), Some(408 | 429 | 500..=599))
+                || matches!(e.category(), "TRANSPORT" | "RATE_LIMIT" | "DAILY_LIMIT");
+            if down {
+                SourceError::Unavailable(Box::new(e))
+            } else {
+                SourceError::Remote(Box::new(e))
+            }
+        })
     }
 
     /// Incremental reads look a minute behind their high-water mark, so they overlap.

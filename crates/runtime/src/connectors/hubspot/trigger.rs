@@ -188,14 +188,22 @@ impl Scan {
     }
 
     /// The next page, in ascending timestamp order; `None` when the window is exhausted.
+    ///
+    /// Search pages through at most 10,000 results per query, and a query is done only when
+    /// its `total` has been read: when the next page would pass the cap, or paging ends while
+    /// `total` says more records match, the window is narrowed — restarted at the newest
+    /// timestamp read (its records come again and are deduplicated), or, when the whole query
+    /// shares one timestamp, walked by `hs_object_id` — and no request ever pages past the cap.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Object>>, ScanError> {
         while !self.done {
             let page = self.client.search(&self.object, &self.request()).await?;
             self.calls += 1;
             let results = page.results;
             self.fetched += results.len();
-            let more = page.after.is_some() && !results.is_empty();
-            let near_cap = self.fetched + PAGE_SIZE as usize > SEARCH_CAP;
+            // A server that leaves `total` out still says "more" with a cursor.
+            let total = (page.total as usize).max(self.fetched + usize::from(page.after.is_some()));
+            let unread = self.fetched < total && !results.is_empty();
+            let can_page = page.after.is_some() && self.fetched + PAGE_SIZE as usize <= SEARCH_CAP;
             match self.mode {
                 Mode::Range { lower, .. } => {
                     let page_max = results
@@ -203,49 +211,41 @@ impl Scan {
                         .filter_map(|o| record_timestamp(o, self.property))
                         .max();
                     self.max_seen = self.max_seen.max(page_max);
-                    if !more {
-                        self.done = true;
-                    } else if near_cap {
-                        // Search cannot page past 10,000: restart at the newest timestamp seen
-                        // (its records come again and are deduped), or walk it by id when the
-                        // whole query shares that one timestamp.
+                    if unread && can_page {
+                        self.after = page.after;
+                    } else if unread {
                         let t = self.max_seen.unwrap_or(lower);
-                        self.mode = if t > lower {
+                        self.restart(if t > lower {
                             Mode::Range {
                                 lower: t,
                                 strict: false,
                             }
                         } else {
                             Mode::Tie { ts: t, after_id: 0 }
-                        };
-                        self.after = None;
-                        self.fetched = 0;
+                        });
                     } else {
-                        self.after = page.after;
+                        self.done = true;
                     }
                 }
-                Mode::Tie { ts, .. } => {
+                Mode::Tie { ts, after_id } => {
                     let last_id = results
                         .iter()
                         .filter_map(|o| o.id.parse::<u64>().ok())
-                        .max();
-                    if !more {
+                        .max()
+                        .unwrap_or(after_id);
+                    if unread && can_page {
+                        self.after = page.after;
+                    } else if unread {
+                        self.restart(Mode::Tie {
+                            ts,
+                            after_id: last_id,
+                        });
+                    } else {
                         // That timestamp is done; carry on after it.
-                        self.mode = Mode::Range {
+                        self.restart(Mode::Range {
                             lower: ts,
                             strict: true,
-                        };
-                        self.after = None;
-                        self.fetched = 0;
-                    } else if near_cap {
-                        self.mode = Mode::Tie {
-                            ts,
-                            after_id: last_id.unwrap_or(0),
-                        };
-                        self.after = None;
-                        self.fetched = 0;
-                    } else {
-                        self.after = page.after;
+                        });
                     }
                 }
             }
@@ -254,6 +254,12 @@ impl Scan {
             }
         }
         Ok(None)
+    }
+
+    fn restart(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.after = None;
+        self.fetched = 0;
     }
 }
 
