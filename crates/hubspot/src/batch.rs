@@ -2,8 +2,10 @@
 //!
 //! Inputs are chunked to HubSpot's 100 per call and sent concurrently (the connection's
 //! `concurrent_batches` bounds how many calls are in flight). Each input carries an
-//! `objectWriteTraceId`, which turns on HubSpot's 207 multi-status answers and lets every error
-//! be traced back to its input. A batch that HubSpot refuses whole because of one bad input is
+//! `objectWriteTraceId`, which turns on HubSpot's 207 multi-status answers and lets every result
+//! and error be traced back to its input. An input the answer names neither in its results nor in
+//! its errors (HubSpot does that to an update of a merged-away record) is resolved by a single
+//! PATCH when it is an update and reported `Unknown` otherwise. A batch that HubSpot refuses whole because of one bad input is
 //! bisected, so the good inputs still go through and only the bad one fails.
 
 use std::collections::{HashMap, HashSet};
@@ -36,7 +38,9 @@ pub enum WriteOutcome {
     },
     /// The record was refused or could not be sent.
     Failed(RecordError),
-    /// The answer was lost and the client could not find out whether the write happened.
+    /// Whether the write happened is not known: the answer was lost and could not be checked,
+    /// or HubSpot answered the batch with neither a result nor an error for this input (a
+    /// create or upsert; never taken for a success). Look the record up before sending it again.
     Unknown {
         /// Why, for the operator.
         reason: String,
@@ -199,11 +203,12 @@ fn map_answer(
             .iter()
             .all(|r| r.object_write_trace_id.is_none());
     for (i, r) in answer.results.into_iter().enumerate() {
-        let pos = r
-            .object_write_trace_id
-            .as_ref()
-            .and_then(|t| by_trace.get(t).copied())
-            .or_else(|| match op {
+        // A result that carries a trace id is placed by it alone: its id or unique value may
+        // name another record than the input did (an update of a merged-away id answers with
+        // the surviving record).
+        let pos = match &r.object_write_trace_id {
+            Some(t) => by_trace.get(t).copied(),
+            None => match op {
                 Op::Create => in_order.then_some(i),
                 Op::Update { id_property: None } => by_key.get(&norm(&r.object.id)).copied(),
                 Op::Update {
@@ -213,7 +218,8 @@ fn map_answer(
                     .object
                     .property(p)
                     .and_then(|v| by_key.get(&norm(v)).copied()),
-            });
+            },
+        };
         let Some(pos) = pos else { continue };
         let id = r.object.id;
         out[pos] = Some(match op {
@@ -353,12 +359,10 @@ impl Client {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let existing: Result<HashSet<String>, Error> = if ids.is_empty() {
-            Ok(HashSet::new())
+        let existing: Result<HashMap<String, String>, Error> = if ids.is_empty() {
+            Ok(HashMap::new())
         } else {
-            self.batch_read(object, &ids, None, &[])
-                .await
-                .map(|found| found.into_iter().map(|o| o.id).collect())
+            self.existing_ids(object, &ids).await
         };
         let mut creates = Vec::new();
         let mut updates = Vec::new();
@@ -371,9 +375,9 @@ impl Client {
                     input,
                 }),
                 (Some(_), Err(e)) => out[index] = Some(WriteOutcome::Failed(e.into())),
-                (Some(id), Ok(found)) if found.contains(&id) => updates.push(Item {
+                (Some(id), Ok(found)) if found.contains_key(&id) => updates.push(Item {
                     index,
-                    key: Some(id),
+                    key: Some(found[&id].clone()),
                     input,
                 }),
                 (Some(_), Ok(_)) if create_if_missing => creates.push(Item {
@@ -401,6 +405,33 @@ impl Client {
             out[index] = Some(outcome);
         }
         finish(out)
+    }
+
+    /// Which of `ids` exist, each mapped to the record it stands for now: itself, or, for an id
+    /// that was merged away (absent from a batch read), the surviving record a single GET
+    /// answers with.
+    async fn existing_ids(
+        &self,
+        object: &ObjectType,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, Error> {
+        let mut found: HashMap<String, String> = self
+            .batch_read(object, ids, None, &[])
+            .await?
+            .into_iter()
+            .map(|o| (o.id.clone(), o.id))
+            .collect();
+        for id in ids
+            .iter()
+            .filter(|id| !found.contains_key(*id))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            if let Some(o) = self.get(object, &id, None, &[]).await? {
+                found.insert(id, o.id);
+            }
+        }
+        Ok(found)
     }
 
     /// Reads records by id (or by `id_property`), chunked to 100; ids that do not exist are
@@ -553,18 +584,10 @@ impl Client {
                         }
                     }
                     if !again.is_empty() {
-                        let reason = match unmapped.first() {
-                            Some(e) => format!(
-                                "HubSpot answered {} without naming this input; an unattributed error said: {e}",
-                                answer.status
-                            ),
-                            None => format!(
-                                "HubSpot answered {} without a result for this input",
-                                answer.status
-                            ),
-                        };
-                        let e = Error::Unknown(reason);
-                        done.extend(self.unsure(object, op, again, &e, resends).await);
+                        done.extend(
+                            self.unanswered(object, op, again, answer.status, unmapped.first())
+                                .await,
+                        );
                     }
                     done
                 }
@@ -601,6 +624,68 @@ impl Client {
                 }
             }
         })
+    }
+
+    /// Inputs that a batch answer (200/201/207) gave neither a result nor an error: neither a
+    /// success nor a failure yet. HubSpot (2026) answers a batch update of a record that was
+    /// merged away like this, and a single PATCH of the old id then updates the surviving
+    /// record: so an update is resolved by one single PATCH per input (its answer's id is the
+    /// record actually updated; its error, if any, is the outcome). A create or upsert is
+    /// reported `Unknown`, never taken for a success.
+    async fn unanswered(
+        &self,
+        object: &ObjectType,
+        op: &Op,
+        items: Vec<Item>,
+        status: u16,
+        unattributed: Option<&RecordError>,
+    ) -> Outcomes {
+        let said = unattributed
+            .map(|e| format!("; an error naming no input said: {e}"))
+            .unwrap_or_default();
+        let Op::Update { id_property } = op else {
+            return items
+                .into_iter()
+                .map(|it| {
+                    let reason = format!(
+                        "HubSpot answered {status} to batch/{} with neither a result nor an error for this input (objectWriteTraceId {}){said}; whether it was written is unknown until it is looked up",
+                        op.endpoint(),
+                        it.trace_id(),
+                    );
+                    (it.index, WriteOutcome::Unknown { reason })
+                })
+                .collect();
+        };
+        tracing::debug!(
+            count = items.len(),
+            status,
+            "batch update left inputs unanswered (merged records?); sending them one by one"
+        );
+        let mut set = JoinSet::new();
+        for it in items {
+            let client = self.clone();
+            let object = object.clone();
+            let id_property = id_property.clone();
+            set.spawn(async move {
+                let key = it.key.clone().unwrap_or_default();
+                let outcome = match client
+                    .update(&object, &key, id_property.as_deref(), &it.input)
+                    .await
+                {
+                    Ok(o) => WriteOutcome::Updated { id: o.id },
+                    Err(e) => WriteOutcome::Failed(RecordError::from(&e)),
+                };
+                (it.index, outcome)
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(o) => done.push(o),
+                Err(e) => tracing::error!(error = %e, "single update task failed"),
+            }
+        }
+        done
     }
 
     /// Items whose fate is unknown: idempotent writes are sent again; creates are first looked
@@ -758,6 +843,28 @@ mod tests {
         assert_eq!(out[0], Some(WriteOutcome::Created { id: "1".into() }));
         assert_eq!(out[1], Some(WriteOutcome::Updated { id: "2".into() }));
         assert!(matches!(out[2], Some(WriteOutcome::Failed(_))));
+    }
+
+    #[test]
+    fn results_with_a_trace_id_are_placed_by_it_alone() {
+        // an update of a merged-away id answers with the survivor's id, which may be another
+        // input's key: the trace id decides, and an input without a result stays open
+        let answer: BatchAnswer = serde_json::from_str(
+            r#"{"status":"COMPLETE","results":[
+                {"id":"u1@x.io","properties":{},"objectWriteTraceId":"11"},
+                {"id":"u0@x.io","properties":{},"objectWriteTraceId":"99"}]}"#,
+        )
+        .unwrap();
+        let its = items(2, true);
+        let (out, unmapped) = map_answer(&Op::Update { id_property: None }, &its, answer);
+        assert!(unmapped.is_empty());
+        assert_eq!(out[0], None, "not matched by id through a foreign trace id");
+        assert_eq!(
+            out[1],
+            Some(WriteOutcome::Updated {
+                id: "u1@x.io".into()
+            })
+        );
     }
 
     #[test]

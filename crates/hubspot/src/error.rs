@@ -172,6 +172,33 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     #[serde(default)]
     pub message: Option<String>,
+    /// The input field the detail is about (a property name for property errors).
+    #[serde(default, rename = "in")]
+    pub in_: Option<String>,
+    #[serde(default)]
+    pub context: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// The `context` key under which HubSpot names the properties an error is about.
+pub(crate) const PROPERTY_NAME_KEY: &str = "propertyName";
+
+/// Context keys that name properties (HubSpot uses several).
+fn names_properties(key: &str) -> bool {
+    matches!(
+        key,
+        "propertyName"
+            | "propertyNames"
+            | "properties"
+            | "invalidPropertyName"
+            | "missingProperties"
+    )
+}
+
+fn context_values(v: serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::Array(items) => items.into_iter().map(value_text).collect(),
+        other => vec![value_text(other)],
+    }
 }
 
 impl ErrorBody {
@@ -185,7 +212,22 @@ impl ErrorBody {
         }
         .unwrap_or(http_status);
         let mut message = self.message.unwrap_or_default();
-        let details: Vec<String> = self.errors.into_iter().filter_map(|d| d.message).collect();
+        // property names the details carry (`errors[].context.propertyName`, `errors[].in`)
+        let mut detail_props: Vec<String> = Vec::new();
+        let mut details: Vec<String> = Vec::new();
+        for d in self.errors {
+            let mut named = false;
+            for (k, v) in d.context.into_iter().flatten() {
+                if names_properties(&k) {
+                    named = true;
+                    detail_props.extend(context_values(v));
+                }
+            }
+            if !named && let Some(p) = d.in_.filter(|p| !p.is_empty()) {
+                detail_props.push(p);
+            }
+            details.extend(d.message);
+        }
         if message.is_empty() {
             message = details.join("; ");
         } else if !details.is_empty() && !details.iter().all(|d| message.contains(d.as_str())) {
@@ -194,18 +236,20 @@ impl ErrorBody {
         if message.is_empty() {
             message = format!("HTTP {http_status} without an error message");
         }
-        let context = self
+        let mut context: BTreeMap<String, Vec<String>> = self
             .context
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| {
-                let values = match v {
-                    serde_json::Value::Array(items) => items.into_iter().map(value_text).collect(),
-                    other => vec![value_text(other)],
-                };
-                (k, values)
-            })
+            .map(|(k, v)| (k, context_values(v)))
             .collect();
+        if !detail_props.is_empty() {
+            let names = context.entry(PROPERTY_NAME_KEY.to_string()).or_default();
+            for p in detail_props {
+                if !names.contains(&p) {
+                    names.push(p);
+                }
+            }
+        }
         let category = self
             .category
             .or(self.error_type)
@@ -276,6 +320,22 @@ pub struct RecordError {
 }
 
 impl RecordError {
+    /// The properties HubSpot named in the error's `context` (`propertyName` and kin, and the
+    /// `errors[]` details' ones), e.g. the missing ones of a conditionally required rule.
+    pub fn property_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (k, values) in &self.context {
+            if names_properties(k) {
+                for v in values {
+                    if !out.contains(&v.as_str()) {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// A failure decided by the client before anything was sent.
     pub fn client(category: &str, message: impl Into<String>) -> Self {
         RecordError {
@@ -299,7 +359,15 @@ impl fmt::Display for RecordError {
             write!(f, "/{sub}")?;
         }
         write!(f, ": {}", self.message)?;
+        let props = self.property_names();
+        if !props.is_empty() {
+            write!(f, "; properties: {}", props.join(", "))?;
+        }
         for (k, v) in &self.context {
+            // the trace ids are the client's own bookkeeping; the property names are above
+            if names_properties(k) || k.eq_ignore_ascii_case("objectWriteTraceId") {
+                continue;
+            }
             write!(f, "; {k}: {}", v.join(", "))?;
         }
         if let Some(id) = &self.correlation_id {
@@ -362,6 +430,31 @@ mod tests {
         assert_eq!(e.category, "RATE_LIMIT");
         assert_eq!(e.policy_name.as_deref(), Some("DAILY"));
         assert_eq!(e.context["invalidPropertyName"], vec!["foo".to_string()]);
+    }
+
+    #[test]
+    fn record_errors_name_their_properties() {
+        let body = br#"{"status":"error","category":"VALIDATION_ERROR","message":"Some required properties for CONTACT creates are missing: [phone, jobtitle]",
+            "context":{"objectWriteTraceId":["3"]},
+            "errors":[{"message":"phone is required when lifecyclestage is customer","code":"REQUIRED_PROPERTY_MISSING","context":{"propertyName":["phone"]}},
+                      {"message":"jobtitle is required","in":"jobtitle"}]}"#;
+        let e: RecordError = parse_error_body(400, body).into();
+        assert_eq!(e.property_names(), vec!["phone", "jobtitle"]);
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("400 VALIDATION_ERROR: Some required properties"),
+            "{shown}"
+        );
+        assert!(shown.contains("; properties: phone, jobtitle"), "{shown}");
+        assert!(!shown.contains("objectWriteTraceId"), "{shown}");
+        // HubSpot's own context key and other context entries still show
+        let body = br#"{"category":"VALIDATION_ERROR","message":"m","context":{"propertyName":["industry"],"ids":["7"]}}"#;
+        let e: RecordError = parse_error_body(400, body).into();
+        assert_eq!(
+            e.to_string(),
+            "400 VALIDATION_ERROR: m; properties: industry; ids: 7"
+        );
+        assert!(RecordError::client("X", "y").property_names().is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`objects`]: object types and single-record calls.
 //! - [`batch`]: chunked, bisected batch writes with per-record outcomes; upserts.
 //! - [`search`]: CRM search.
+//! - [`lookup`]: finding many records by natural keys at once (unique or not).
 //! - [`values`]: property values in HubSpot's formats.
 
 mod auth;
@@ -21,6 +22,7 @@ pub mod batch;
 mod client;
 pub mod config;
 pub mod error;
+pub mod lookup;
 pub mod objects;
 mod policy;
 pub mod search;
@@ -30,6 +32,7 @@ pub use batch::{BATCH_SIZE, WriteOutcome};
 pub use client::{Client, ClientStats};
 pub use config::{Auth, ClientConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, RetryPolicy, Throttle};
 pub use error::{ApiError, Error, RecordError, TransportKind};
+pub use lookup::{IN_FILTER_MAX_BYTES, IN_FILTER_MAX_VALUES};
 pub use objects::{
     Association, AssociationType, ListRequest, Object, ObjectType, Page, WriteInput,
 };

@@ -813,3 +813,346 @@ async fn daily_limit_stops_writes_with_a_typed_error() {
         "no request sent while paused"
     );
 }
+
+async fn companies(client: &Client, names: &[&str]) -> Vec<String> {
+    let out = client
+        .batch_create(
+            &ObjectType::Companies,
+            names
+                .iter()
+                .map(|n| WriteInput::new([("name", *n)]))
+                .collect(),
+        )
+        .await;
+    ids(&out)
+}
+
+#[tokio::test]
+async fn a_batch_update_of_a_merged_record_follows_the_merge() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    let client = Client::new(fast(&sb)).unwrap();
+    let ids = companies(&client, &["Primary", "Duplicate", "Control", "Gone"]).await;
+    let (primary, dup, control, gone) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    sb.store().merge("companies", primary, dup).unwrap();
+    // a record merged away whose survivor was then deleted: the single PATCH answers 404
+    let doomed = companies(&client, &["Doomed"]).await.remove(0);
+    sb.store().merge("companies", &doomed, gone).unwrap();
+    sb.store().archive("companies", &doomed).unwrap();
+
+    let software = || WriteInput::new([("industry", "COMPUTER_SOFTWARE")]);
+    let out = client
+        .batch_update(
+            &ObjectType::Companies,
+            None,
+            vec![
+                (dup.clone(), software()),
+                (control.clone(), software()),
+                (gone.clone(), software()),
+                ("777777".into(), software()),
+            ],
+        )
+        .await;
+    assert_eq!(
+        out[0],
+        WriteOutcome::Updated {
+            id: primary.clone()
+        },
+        "{out:?}"
+    );
+    assert_eq!(
+        out[1],
+        WriteOutcome::Updated {
+            id: control.clone()
+        }
+    );
+    assert!(
+        matches!(&out[2], WriteOutcome::Failed(e) if e.status == Some(404)),
+        "the single call's answer: {:?}",
+        out[2]
+    );
+    assert!(matches!(&out[3], WriteOutcome::Failed(e) if e.status == Some(404)));
+    let survivor = sb.store().get("companies", primary).unwrap().unwrap();
+    assert_eq!(survivor["properties"]["industry"], "COMPUTER_SOFTWARE");
+    assert_eq!(
+        sb.store().endpoint_count("update"),
+        2,
+        "one PATCH per unanswered input"
+    );
+
+    // upsert by id: a merged-away id updates the survivor, never creates a duplicate
+    let before = sb.store().count("companies").unwrap();
+    let out = client
+        .upsert_by_id(
+            &ObjectType::Companies,
+            vec![(Some(dup.clone()), WriteInput::new([("city", "Lyon")]))],
+            true,
+        )
+        .await;
+    assert_eq!(
+        out[0],
+        WriteOutcome::Updated {
+            id: primary.clone()
+        }
+    );
+    assert_eq!(sb.store().count("companies").unwrap(), before);
+    let survivor = sb.store().get("companies", primary).unwrap().unwrap();
+    assert_eq!(survivor["properties"]["city"], "Lyon");
+}
+
+#[tokio::test]
+async fn find_by_unique_reads_100_values_a_call() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    let client = Client::new(fast(&sb)).unwrap();
+    let created = client
+        .batch_create(&ObjectType::Contacts, (0..230).map(contact).collect())
+        .await;
+    let created = ids(&created);
+    let mut asked: Vec<String> = (0..230).map(|i| format!("user{i}@example.com")).collect();
+    asked[5] = "USER5@Example.com".into(); // e-mails compare case-insensitively
+    asked.extend((0..20).map(|i| format!("nobody{i}@example.com")));
+    asked.push(String::new());
+    let before = sb.store().endpoint_count("batch_read");
+    let found = client
+        .find_by_unique(&ObjectType::Contacts, "email", &asked)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.store().endpoint_count("batch_read") - before,
+        3,
+        "250 values, 3 calls"
+    );
+    assert_eq!(found.len(), 230, "values not found are absent");
+    assert_eq!(found["USER5@Example.com"], created[5]);
+    assert_eq!(found["user229@example.com"], created[229]);
+    assert!(!found.contains_key("nobody0@example.com"));
+
+    // any unique custom property
+    let co = ids(&client
+        .batch_create(
+            &ObjectType::Companies,
+            vec![WriteInput::new([("name", "A"), ("external_id", "ERP-1")])],
+        )
+        .await);
+    let found = client
+        .find_by_unique(
+            &ObjectType::Companies,
+            "external_id",
+            &["ERP-1".into(), "ERP-2".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found["ERP-1"], co[0]);
+    // a property that is not unique is HubSpot's 400, not an empty answer
+    let err = client
+        .find_by_unique(&ObjectType::Companies, "name", &["A".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+}
+
+#[tokio::test]
+async fn find_by_property_searches_in_chunks_and_pages() {
+    const T0: i64 = 1_700_000_000_000;
+    let sb = sandbox(SandboxConfig::default()).await;
+    let store = sb.store();
+    let client = Client::new(fast(&sb)).unwrap();
+    // 150 domains once, one domain on 450 companies, one older duplicate of d7
+    let mut records: Vec<serde_json::Value> = (0..150)
+        .map(|i| json!({"name": format!("C{i}"), "domain": format!("d{i}.example")}))
+        .collect();
+    records.extend((0..450).map(|i| json!({"name": format!("Big {i}"), "domain": "big.example"})));
+    let seeded = store
+        .seed(
+            SeedSpec::records("companies", records)
+                .at(T0 + 1_000_000)
+                .step(1),
+        )
+        .unwrap();
+    let old = store
+        .seed(
+            SeedSpec::records(
+                "companies",
+                vec![json!({"name": "Old", "domain": "D7.example"})],
+            )
+            .at(T0),
+        )
+        .unwrap();
+
+    let mut asked: Vec<String> = (0..150).map(|i| format!("d{i}.example")).collect();
+    asked[3] = "D3.Example".into();
+    asked.push("big.example".into());
+    asked.extend((0..10).map(|i| format!("missing{i}.example")));
+    let before = store.endpoint_count("search");
+    let found = client
+        .find_by_property(&ObjectType::Companies, "domain", &asked, None)
+        .await
+        .unwrap();
+    // 161 values: IN filters of 100 and 61; the big domain takes 3 pages of 200
+    assert_eq!(store.endpoint_count("search") - before, 1 + 3);
+    assert_eq!(found.len(), 151, "missing values are absent");
+    assert_eq!(found["D3.Example"], vec![seeded[3].clone()]);
+    assert_eq!(
+        found["d7.example"],
+        vec![seeded[7].clone(), old[0].clone()],
+        "every id per value, ascending"
+    );
+    assert_eq!(found["big.example"].len(), 450);
+    assert_eq!(&found["big.example"][..], &seeded[150..]);
+
+    // only records created since a time
+    let found = client
+        .find_by_property(
+            &ObjectType::Companies,
+            "domain",
+            &["d7.example".into()],
+            Some(T0 + 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found["d7.example"], vec![seeded[7].clone()]);
+
+    // search lags writes: a fresh record shows once the lag has passed
+    store.update_faults(|f| f.search_lag = Duration::from_secs(5));
+    let fresh = client
+        .create(
+            &ObjectType::Companies,
+            &WriteInput::new([("domain", "fresh.example")]),
+        )
+        .await
+        .unwrap();
+    let ask = vec!["fresh.example".to_string()];
+    let found = client
+        .find_by_property(&ObjectType::Companies, "domain", &ask, None)
+        .await
+        .unwrap();
+    assert!(found.is_empty(), "not indexed yet");
+    sb.clock().advance(Duration::from_secs(6)).unwrap();
+    let found = client
+        .find_by_property(&ObjectType::Companies, "domain", &ask, None)
+        .await
+        .unwrap();
+    assert_eq!(found["fresh.example"], vec![fresh.id]);
+}
+
+#[tokio::test]
+async fn search_pages_carry_total_and_end_at_the_cap() {
+    let sb = sandbox(SandboxConfig {
+        search_cap: rivulet_sandbox::SearchCap::EndPaging,
+        ..SandboxConfig::default()
+    })
+    .await;
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 10_300).at(1_700_000_000_000))
+        .unwrap();
+    let client = Client::new(fast(&sb)).unwrap();
+    let mut request = SearchRequest {
+        limit: 200,
+        ..SearchRequest::default()
+    };
+    let mut seen = 0;
+    loop {
+        let page = client
+            .search(&ObjectType::Contacts, &request)
+            .await
+            .unwrap();
+        assert_eq!(page.total, 10_300);
+        seen += page.results.len();
+        match page.after {
+            Some(a) => request.after = Some(a),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 10_000, "paging ends at the cap, without an error");
+}
+
+/// A portal rule: customers must have a phone and a job title.
+fn customers_need_phone_and_title() -> rivulet_sandbox::WriteRules {
+    rivulet_sandbox::WriteRules {
+        required_when: vec![rivulet_sandbox::RequiredWhen {
+            property: "lifecyclestage".into(),
+            equals: "customer".into(),
+            then: vec!["phone".into(), "jobtitle".into()],
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn portal_write_rules_fail_the_record_permanently_with_the_property_names() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.store()
+        .set_write_rules("contacts", customers_need_phone_and_title())
+        .unwrap();
+    let inputs = || {
+        let mut v: Vec<WriteInput> = (0..6).map(contact).collect();
+        v[2].properties
+            .insert("lifecyclestage".into(), "customer".into());
+        v[4].properties
+            .insert("lifecyclestage".into(), "customer".into());
+        v[4].properties.insert("phone".into(), "+1 555 0100".into());
+        v
+    };
+    let check = |out: &[WriteOutcome], missing: &[&str]| {
+        for (i, o) in out.iter().enumerate() {
+            if i == 2 || i == 4 {
+                let WriteOutcome::Failed(e) = o else {
+                    panic!("{i}: {o:?}")
+                };
+                assert_eq!(e.status, Some(400), "{e}");
+                assert_eq!(e.category, "VALIDATION_ERROR");
+                let want: Vec<&str> = if i == 2 {
+                    missing.to_vec()
+                } else {
+                    vec!["jobtitle"]
+                };
+                assert_eq!(e.property_names(), want, "{e}");
+                let shown = e.to_string();
+                assert!(
+                    shown.contains("Some required properties"),
+                    "HubSpot's message: {shown}"
+                );
+                assert!(
+                    shown.contains(&format!("properties: {}", want.join(", "))),
+                    "{shown}"
+                );
+                assert!(!shown.contains("objectWriteTraceId"), "{shown}");
+            } else {
+                assert!(matches!(o, WriteOutcome::Created { .. }), "{i}: {o:?}");
+            }
+        }
+    };
+    // multi-status: per-input errors in a 207
+    let client = Client::new(fast(&sb)).unwrap();
+    let out = client.batch_create(&ObjectType::Contacts, inputs()).await;
+    check(&out, &["phone", "jobtitle"]);
+    assert_eq!(sb.store().endpoint_count("batch_create"), 1);
+
+    // without trace ids the whole batch is refused and bisected down to the bad inputs
+    sb.store().reset();
+    sb.store()
+        .set_write_rules("contacts", customers_need_phone_and_title())
+        .unwrap();
+    let mut config = fast(&sb);
+    config.multi_status = false;
+    let client = Client::new(config).unwrap();
+    let out = client.batch_create(&ObjectType::Contacts, inputs()).await;
+    check(&out, &["phone", "jobtitle"]);
+    assert_eq!(sb.store().count("contacts").unwrap(), 4);
+
+    // updates are checked on the record as they would leave it
+    let out = client
+        .batch_upsert(
+            &ObjectType::Contacts,
+            "email",
+            vec![(
+                "user0@example.com".into(),
+                WriteInput::new([("lifecyclestage", "customer"), ("phone", "+1 555 0101")]),
+            )],
+        )
+        .await;
+    let WriteOutcome::Failed(e) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(e.property_names(), vec!["jobtitle"], "{e}");
+}

@@ -603,3 +603,62 @@ async fn a_daily_429_pauses_writes_until_midnight_by_the_injected_clock() {
     assert!(matches!(err, Error::DailyLimit { .. }), "{err:?}");
     assert_eq!(creates.load(Ordering::SeqCst), 1);
 }
+
+/// Answers every batch write with results for the even-numbered inputs only (by
+/// `objectWriteTraceId`) and no error for the others, as HubSpot (2026) did for an update of a
+/// merged-away record. The results come back in reverse order.
+async fn partial_batch(body: axum::Json<Value>) -> Response {
+    let results: Vec<Value> = body["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, input)| {
+            json!({"id": (500 + i).to_string(), "new": true, "properties": {},
+                   "objectWriteTraceId": input["objectWriteTraceId"]})
+        })
+        .rev()
+        .collect();
+    axum::Json(json!({"status": "COMPLETE", "results": results})).into_response()
+}
+
+#[tokio::test]
+async fn creates_and_upserts_without_a_result_are_unknown_never_successes() {
+    let app = Router::new()
+        .route("/crm/v3/objects/contacts/batch/create", post(partial_batch))
+        .route("/crm/v3/objects/contacts/batch/upsert", post(partial_batch));
+    let base = serve(app).await;
+    let client = Client::new(lossy_config(&base)).unwrap();
+    let inputs: Vec<WriteInput> = (0..4)
+        .map(|i| WriteInput::new([("email", format!("u{i}@x.io"))]))
+        .collect();
+    let out = client
+        .batch_create(&ObjectType::Contacts, inputs.clone())
+        .await;
+    assert_eq!(out[0], WriteOutcome::Created { id: "500".into() });
+    assert_eq!(out[2], WriteOutcome::Created { id: "502".into() });
+    for i in [1, 3] {
+        let WriteOutcome::Unknown { reason } = &out[i] else {
+            panic!("{i}: {:?}", out[i])
+        };
+        assert!(
+            reason.contains("neither a result nor an error") && reason.contains("batch/create"),
+            "{reason}"
+        );
+    }
+    let keyed: Vec<(String, WriteInput)> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| (format!("u{i}@x.io"), w))
+        .collect();
+    let out = client
+        .batch_upsert(&ObjectType::Contacts, "email", keyed)
+        .await;
+    assert_eq!(out[0], WriteOutcome::Created { id: "500".into() });
+    assert!(
+        matches!(&out[1], WriteOutcome::Unknown { reason } if reason.contains("batch/upsert")),
+        "{out:?}"
+    );
+    assert!(matches!(&out[3], WriteOutcome::Unknown { .. }), "{out:?}");
+}

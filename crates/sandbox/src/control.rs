@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::handle::Store;
 use crate::seed::{SeedSpec, demo_seed, seed_from_json};
 use crate::server::parse_body;
+use crate::store::WriteRules;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -49,6 +50,11 @@ pub(crate) fn routes() -> Router<Store> {
         .route("/_sandbox/faults", get(faults).put(set_faults))
         .route("/_sandbox/tokens/expire", post(expire_tokens))
         .route("/_sandbox/clock", get(clock).post(set_clock))
+        .route("/_sandbox/validation", get(all_rules))
+        .route(
+            "/_sandbox/validation/{object_type}",
+            get(rules).put(set_rules).delete(clear_rules),
+        )
         .route("/_sandbox/reset", post(reset))
 }
 
@@ -111,7 +117,10 @@ async fn touch(State(s): State<Store>, Path((t, id)): Path<(String, String)>, bo
         Some(x) => Some(
             crate::props::coerce(x)
                 .and_then(|s| crate::model::parse_ts(&s))
-                .ok_or_else(|| ApiError::validation("at must be epoch ms or ISO 8601"))?,
+                .filter(|ms| ms.unsigned_abs() <= 253_402_300_799_999)
+                .ok_or_else(|| {
+                    ApiError::validation("at must be epoch ms or ISO 8601 within years 0000-9999")
+                })?,
         ),
     };
     Ok(ok(s.touch(&t, &id, props, at)?))
@@ -207,6 +216,36 @@ async fn set_clock(State(s): State<Store>, body: Bytes) -> R {
         (None, None) => {}
     }
     Ok(ok(clock_json(&s)))
+}
+
+async fn all_rules(State(s): State<Store>) -> R {
+    let mut out = Map::new();
+    for ty in crate::model::ObjectType::ALL {
+        let r = s.write_rules(ty.as_str())?;
+        if r != WriteRules::default() {
+            out.insert(ty.as_str().into(), json!(r));
+        }
+    }
+    Ok(ok(Value::Object(out)))
+}
+
+async fn rules(State(s): State<Store>, Path(t): Path<String>) -> R {
+    Ok(ok(json!(s.write_rules(&t)?)))
+}
+
+/// `PUT /_sandbox/validation/{type}` with `{"required_on_create": [...], "required_when":
+/// {"property", "equals", "then": [...]} | [...]}` replaces the type's write rules.
+async fn set_rules(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    let r: WriteRules = serde_json::from_value(v)
+        .map_err(|e| ApiError::validation(format!("invalid write rules: {e}")))?;
+    s.set_write_rules(&t, r)?;
+    Ok(ok(json!(s.write_rules(&t)?)))
+}
+
+async fn clear_rules(State(s): State<Store>, Path(t): Path<String>) -> R {
+    s.set_write_rules(&t, WriteRules::default())?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn reset(State(s): State<Store>) -> Response {

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::limits::{Faults, Runtime};
 use crate::model::{ObjectType, fmt_ms};
 use crate::props::PropertyDef;
-use crate::store::{Data, Prepared, PropSel};
+use crate::store::{Data, Prepared, PropSel, WriteRules};
 use crate::{SandboxConfig, SandboxError};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -208,16 +208,23 @@ impl Store {
         Ok(self.inner.data.read().ts(ty).live.len())
     }
 
-    /// A record (with every set property) by id, as the API renders it; archived ones too.
+    /// A record (with every set property) by id, as the API renders it; archived ones too. An
+    /// id that was merged away gives the record it was merged into, as HubSpot's GET does.
     pub fn get(&self, object_type: &str, id: &str) -> Result<Option<Value>, SandboxError> {
         let ty = parse_type(object_type)?;
         let data = self.inner.data.read();
         let Ok(n) = id.parse::<u64>() else {
             return Ok(None);
         };
-        if !data.ts(ty).records.contains_key(&n) {
+        let ts = data.ts(ty);
+        let Some(n) = ts
+            .records
+            .contains_key(&n)
+            .then_some(n)
+            .or_else(|| ts.survivor(n))
+        else {
             return Ok(None);
-        }
+        };
         Ok(Some(Value::Object(data.render(
             ty,
             n,
@@ -301,6 +308,84 @@ impl Store {
             ts.lag_until = Some(ts.lag_until.map_or(t, |u| u.max(t)));
         }
         Ok(Value::Object(data.render(ty, rid, &PropSel::All, &[])))
+    }
+
+    /// Merges record `id_to_merge` into `primary_id` as `POST /crm/v3/objects/{type}/merge`
+    /// does (a person merging duplicates in the UI): the primary survives with its id and
+    /// values, gains the other's values for properties it lacks and all its associations; the
+    /// merged id then stands for the primary in single reads and writes, is left out of batch
+    /// updates and reads without an error, and never shows in search. Returns the survivor.
+    pub fn merge(
+        &self,
+        object_type: &str,
+        primary_id: &str,
+        id_to_merge: &str,
+    ) -> Result<Value, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let lag = self.inner.rt.lock().faults.search_lag;
+        let vis = self.visible_at(lag);
+        let now = self.now_ms();
+        let mut data = self.inner.data.write();
+        let find = |data: &Data, id: &str| {
+            data.resolve_following(ty, id, None)?
+                .ok_or_else(|| ApiError::not_found(format!("No {} with id {id}", ty.singular())))
+        };
+        let a = find(&data, primary_id)?;
+        let b = find(&data, id_to_merge)?;
+        let id = data.merge(ty, a, b, now, vis)?;
+        Ok(Value::Object(data.render(ty, id, &PropSel::All, &[])))
+    }
+
+    /// The id a merged-away record now stands for (following merges of merges); `None` for an
+    /// id that was never merged away.
+    pub fn merged_into(&self, object_type: &str, id: &str) -> Result<Option<String>, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let data = self.inner.data.read();
+        let ts = data.ts(ty);
+        Ok(id
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| ts.merged.contains_key(n))
+            .and_then(|n| ts.survivor(n))
+            .map(|n| n.to_string()))
+    }
+
+    /// Sets the portal-side write rules of a type (replacing its previous ones; `default()`
+    /// clears them). Their properties must exist. API creates and updates (single and batch)
+    /// that break a rule are refused with HubSpot's 400 `VALIDATION_ERROR` naming the missing
+    /// properties in `context.propertyName`.
+    pub fn set_write_rules(
+        &self,
+        object_type: &str,
+        rules: WriteRules,
+    ) -> Result<(), SandboxError> {
+        let ty = parse_type(object_type)?;
+        let mut data = self.inner.data.write();
+        let ts = data.ts(ty);
+        let names = rules.required_on_create.iter().chain(
+            rules
+                .required_when
+                .iter()
+                .flat_map(|r| std::iter::once(&r.property).chain(r.then.iter())),
+        );
+        let unknown: Vec<String> = names.filter(|n| ts.prop(n).is_none()).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::validation(format!(
+                "unknown {ty} properties in write rules: {}",
+                unknown.join(", ")
+            ))
+            .with_context("propertyName", unknown)
+            .into());
+        }
+        data.ts_mut(ty).rules = rules;
+        Ok(())
+    }
+
+    /// The write rules of a type.
+    pub fn write_rules(&self, object_type: &str) -> Result<WriteRules, SandboxError> {
+        let ty = parse_type(object_type)?;
+        Ok(self.inner.data.read().ts(ty).rules.clone())
     }
 
     /// Archives a record as a person in the UI would.

@@ -2,7 +2,9 @@
 //!
 //! It speaks the CRM v3 objects API (single, batch, search, properties, associations), the
 //! OAuth v1 token endpoint, HubSpot's error bodies and rate-limit behaviour, and adds a control
-//! API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, clock, reset).
+//! API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, clock, write
+//! rules, reset). It merges records as HubSpot does, enforces portal write rules, and bounds
+//! every hostile input (sizes, numbers, slow or idle connections).
 //! It keeps its own [`Clock`] (the system's time plus an adjustable offset) for every timestamp,
 //! search lag, token expiry and rate window, so tests can move time instead of waiting.
 //! It shares no code with the HubSpot client crate: its types are written from HubSpot's docs.
@@ -33,10 +35,13 @@ mod store;
 pub use clock::{Clock, MAX_CLOCK_OFFSET_MS};
 pub use error::{ApiError, ApiErrorData, correlation_id};
 pub use handle::{RequestLogEntry, Stats, Store};
-pub use limits::Faults;
+pub use limits::{
+    Faults, MAX_DAILY_LIMIT, MAX_LATENCY, MAX_RATE, MAX_RATE_WINDOW, MAX_SEARCH_LAG, SearchCap,
+};
 pub use model::{ObjectType, fmt_ms, parse_ts};
 pub use props::{PropertyDef, PropertyOption};
-pub use seed::{SeedSpec, demo_seed, seed_from_file, seed_from_json};
+pub use seed::{MAX_SEED_COUNT, SeedSpec, demo_seed, seed_from_file, seed_from_json};
+pub use store::{RequiredWhen, WriteRules};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -193,7 +198,24 @@ pub struct SandboxConfig {
     /// at most ±10 years). With `-10_000` every record it stamps is already 10 s old to a
     /// client reading the system clock.
     pub clock_offset_ms: i64,
+    /// What search does once a query has handed out 10,000 results (HubSpot has been seen
+    /// both to refuse the next page with a 400 and to simply stop paging).
+    pub search_cap: SearchCap,
+    /// Time a client has from the first byte of a request to the end of its head (headers);
+    /// a connection that takes longer is closed (slowloris). 30 s by default.
+    pub header_read_timeout: Duration,
+    /// Time an open connection may wait for its next request (keep-alive); then it is closed.
+    /// 120 s by default.
+    pub idle_timeout: Duration,
+    /// Time a client has to send a request's whole body once its head arrived; a slower one
+    /// gets a 408 and the connection is closed. 30 s by default.
+    pub body_read_timeout: Duration,
+    /// Largest request body accepted (413 beyond it). 16 MiB by default.
+    pub max_body_bytes: usize,
 }
+
+/// Longest `header_read_timeout`, `idle_timeout` or `body_read_timeout` accepted: one day.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 impl Default for SandboxConfig {
     fn default() -> Self {
@@ -214,11 +236,44 @@ impl Default for SandboxConfig {
             demo_data: false,
             seed_file: None,
             clock_offset_ms: 0,
+            search_cap: SearchCap::Error400,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            body_read_timeout: Duration::from_secs(30),
+            max_body_bytes: 16 * 1024 * 1024,
         }
     }
 }
 
 impl SandboxConfig {
+    /// Checks every bound: the fault knobs' ([`Faults::validate`]), connection timeouts between
+    /// 1 ms and [`MAX_CONNECTION_TIMEOUT`], a positive body limit, the clock offset.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        let bad = |message: String| SandboxError::Api {
+            status: 400,
+            category: "VALIDATION_ERROR".into(),
+            message,
+        };
+        Faults::from_config(self).validate().map_err(bad)?;
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ] {
+            if d.is_zero() || d > MAX_CONNECTION_TIMEOUT {
+                return Err(bad(format!(
+                    "{name} must be between 1 ms and {} s, not {d:?}",
+                    MAX_CONNECTION_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        if self.max_body_bytes == 0 {
+            return Err(bad("max_body_bytes must be positive".into()));
+        }
+        Clock::default().set_offset_ms(self.clock_offset_ms)?;
+        Ok(())
+    }
+
     /// HubSpot-like limits: 100 requests per 10 s rolling, 5 searches per second,
     /// 250,000 requests a day, `Retry-After` off.
     pub fn hubspot_limits() -> Self {
@@ -249,7 +304,7 @@ impl Sandbox {
     /// Binds 127.0.0.1:`config.port`, seeds (demo data / seed file) and serves in a
     /// background task on the current tokio runtime.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        Clock::default().set_offset_ms(config.clock_offset_ms)?;
+        config.validate()?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let store = Store::new(config.clone());
@@ -260,10 +315,14 @@ impl Sandbox {
             seed_from_file(&store, path)?;
         }
         let app = server::router(store.clone());
+        let timeouts = net::ConnTimeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(
-                net::KillableListener::new(listener),
+                net::KillableListener::new(listener, timeouts),
                 app.into_make_service_with_connect_info::<net::ConnHandle>(),
             )
             .with_graceful_shutdown(async move {

@@ -8,6 +8,53 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+/// Added latency at most (`latency`): one minute.
+pub const MAX_LATENCY: Duration = Duration::from_secs(60);
+/// Search lag at most (`search_lag`): one day.
+pub const MAX_SEARCH_LAG: Duration = Duration::from_secs(86_400);
+/// Requests per window at most (`rate_limit`, `search_per_second`).
+pub const MAX_RATE: u64 = 1_000_000;
+/// Rate window at most (`rate_limit`): one day.
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(86_400);
+/// Daily limit at most.
+pub const MAX_DAILY_LIMIT: u64 = 1_000_000_000_000;
+
+/// What search does once a query has handed out HubSpot's 10,000 results. HubSpot has been
+/// seen to do both; a client that narrows its window from `total` works with either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SearchCap {
+    /// A request for a page starting at or past 10,000 is refused with a 400 (the default).
+    #[default]
+    Error400,
+    /// Paging simply ends: no `paging.next.after` once 10,000 results were handed out, and no
+    /// page reaches past the 10,000th result (no error).
+    EndPaging,
+}
+
+impl SearchCap {
+    /// `error_400` or `end_paging` (the control API's names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchCap::Error400 => "error_400",
+            SearchCap::EndPaging => "end_paging",
+        }
+    }
+}
+
+impl std::str::FromStr for SearchCap {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "error_400" | "error400" | "400" => Ok(SearchCap::Error400),
+            "end_paging" | "endpaging" => Ok(SearchCap::EndPaging),
+            other => Err(format!(
+                "search_cap must be \"error_400\" or \"end_paging\", not {other:?}"
+            )),
+        }
+    }
+}
+
 /// The limit and fault knobs that can change at run time (`PUT /_sandbox/faults`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {
@@ -27,6 +74,8 @@ pub struct Faults {
     pub latency: Duration,
     /// Search index lag for writes.
     pub search_lag: Duration,
+    /// What search does past 10,000 results.
+    pub search_cap: SearchCap,
 }
 
 impl Faults {
@@ -41,7 +90,67 @@ impl Faults {
             drop_rate: c.drop_rate,
             latency: c.latency,
             search_lag: c.search_lag,
+            search_cap: c.search_cap,
         }
+    }
+
+    /// Refuses values beyond the bounds ([`MAX_LATENCY`], [`MAX_SEARCH_LAG`], [`MAX_RATE`],
+    /// [`MAX_RATE_WINDOW`], [`MAX_DAILY_LIMIT`]; rates within 0..=1), with a message naming
+    /// the knob, so that no value can hang, overflow or starve the server.
+    pub fn validate(&self) -> Result<(), String> {
+        let ms = |d: Duration| d.as_millis();
+        if let Some(r) = self.rate_limit {
+            if r.limit == 0 || u64::from(r.limit) > MAX_RATE {
+                return Err(format!(
+                    "rate_limit: the limit must be between 1 and {MAX_RATE} requests, not {}",
+                    r.limit
+                ));
+            }
+            if r.per.is_zero() || r.per > MAX_RATE_WINDOW {
+                return Err(format!(
+                    "rate_limit: the window must be between 1 ms and {} ms, not {} ms",
+                    ms(MAX_RATE_WINDOW),
+                    ms(r.per)
+                ));
+            }
+        }
+        if let Some(n) = self.search_per_second
+            && (n == 0 || u64::from(n) > MAX_RATE)
+        {
+            return Err(format!(
+                "search_per_second must be between 1 and {MAX_RATE} (or null for no limit), not {n}"
+            ));
+        }
+        if let Some(d) = self.daily_limit
+            && d > MAX_DAILY_LIMIT
+        {
+            return Err(format!(
+                "daily_limit must be at most {MAX_DAILY_LIMIT} (or null for no limit), not {d}"
+            ));
+        }
+        for (k, r) in [
+            ("fault_rate", self.fault_rate),
+            ("drop_rate", self.drop_rate),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!("{k} must be a number between 0 and 1, not {r}"));
+            }
+        }
+        if self.latency > MAX_LATENCY {
+            return Err(format!(
+                "latency must be at most {} ms, not {} ms",
+                ms(MAX_LATENCY),
+                ms(self.latency)
+            ));
+        }
+        if self.search_lag > MAX_SEARCH_LAG {
+            return Err(format!(
+                "search_lag must be at most {} ms, not {} ms",
+                ms(MAX_SEARCH_LAG),
+                ms(self.search_lag)
+            ));
+        }
+        Ok(())
     }
 
     /// JSON form used by `GET/PUT /_sandbox/faults`.
@@ -55,28 +164,48 @@ impl Faults {
             "drop_rate": self.drop_rate,
             "latency_ms": self.latency.as_millis() as u64,
             "search_lag_ms": self.search_lag.as_millis() as u64,
+            "search_cap": self.search_cap.as_str(),
         })
     }
 
-    /// Applies the fields present in a JSON patch (`null` turns a limit off).
+    /// Applies the fields present in a JSON patch (`null` turns a limit off); values out of
+    /// bounds (see [`Faults::validate`]) are refused and leave the knobs unchanged.
     pub fn apply_json(&mut self, v: &Value) -> Result<(), String> {
+        let mut next = self.clone();
+        next.apply_fields(v)?;
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    fn apply_fields(&mut self, v: &Value) -> Result<(), String> {
         let obj = v.as_object().ok_or("faults body must be a JSON object")?;
         for (k, v) in obj {
             match k.as_str() {
                 "rate_limit" => {
                     self.rate_limit = match v {
                         Value::Null => None,
-                        Value::String(s) => Some(s.parse().map_err(|e| format!("{e}"))?),
+                        Value::String(s) => {
+                            Some(s.parse().map_err(|e| format!("rate_limit: {e}"))?)
+                        }
                         Value::Object(o) => {
                             let limit = o
                                 .get("limit")
                                 .and_then(Value::as_u64)
-                                .ok_or("rate_limit.limit")?;
+                                .ok_or("rate_limit.limit must be a positive integer")?;
                             let per = o
                                 .get("per_ms")
                                 .and_then(Value::as_u64)
-                                .ok_or("rate_limit.per_ms")?;
-                            Some(RateLimit::new(limit as u32, Duration::from_millis(per)))
+                                .ok_or("rate_limit.per_ms must be a positive integer")?;
+                            let limit = u32::try_from(limit)
+                                .ok()
+                                .filter(|l| u64::from(*l) <= MAX_RATE)
+                                .ok_or_else(|| {
+                                    format!(
+                                        "rate_limit.limit must be between 1 and {MAX_RATE}, not {limit}"
+                                    )
+                                })?;
+                            Some(RateLimit::new(limit, Duration::from_millis(per)))
                         }
                         _ => {
                             return Err(
@@ -85,7 +214,15 @@ impl Faults {
                         }
                     }
                 }
-                "search_per_second" => self.search_per_second = opt_u64(v, k)?.map(|n| n as u32),
+                "search_per_second" => {
+                    self.search_per_second = opt_u64(v, k)?
+                        .map(|n| {
+                            u32::try_from(n).map_err(|_| {
+                                format!("search_per_second must be at most {MAX_RATE}, not {n}")
+                            })
+                        })
+                        .transpose()?
+                }
                 "daily_limit" => self.daily_limit = opt_u64(v, k)?,
                 "retry_after" => {
                     self.retry_after = v.as_bool().ok_or("retry_after must be a bool")?
@@ -95,6 +232,15 @@ impl Faults {
                 "latency_ms" => self.latency = Duration::from_millis(opt_u64(v, k)?.unwrap_or(0)),
                 "search_lag_ms" => {
                     self.search_lag = Duration::from_millis(opt_u64(v, k)?.unwrap_or(0))
+                }
+                "search_cap" => {
+                    self.search_cap = match v {
+                        Value::Null => SearchCap::default(),
+                        Value::String(s) => s.parse()?,
+                        _ => {
+                            return Err("search_cap must be \"error_400\" or \"end_paging\"".into());
+                        }
+                    }
                 }
                 "latency" | "search_lag" => {
                     let d = match v {

@@ -155,19 +155,74 @@ const LIFECYCLE: &[(&str, &str)] = &[
     ("other", "Other"),
 ];
 
+/// A representative part of HubSpot's company `industry` options (its internal values, as seen
+/// in HubSpot's own "was not one of the allowed options" messages; HubSpot has ~150).
+const INDUSTRIES: &[(&str, &str)] = &[
+    ("ACCOUNTING", "Accounting"),
+    ("AIRLINES_AVIATION", "Airlines/Aviation"),
+    ("APPAREL_FASHION", "Apparel & Fashion"),
+    ("ARCHITECTURE_PLANNING", "Architecture & Planning"),
+    ("AUTOMOTIVE", "Automotive"),
+    ("BANKING", "Banking"),
+    ("BIOTECHNOLOGY", "Biotechnology"),
+    ("BUILDING_MATERIALS", "Building Materials"),
+    ("CHEMICALS", "Chemicals"),
+    ("COMPUTER_HARDWARE", "Computer Hardware"),
+    ("COMPUTER_NETWORK_SECURITY", "Computer & Network Security"),
+    ("COMPUTER_SOFTWARE", "Computer Software"),
+    ("CONSTRUCTION", "Construction"),
+    ("CONSUMER_ELECTRONICS", "Consumer Electronics"),
+    ("CONSUMER_GOODS", "Consumer Goods"),
+    ("EDUCATION_MANAGEMENT", "Education Management"),
+    ("ENTERTAINMENT", "Entertainment"),
+    ("FINANCIAL_SERVICES", "Financial Services"),
+    ("FOOD_BEVERAGES", "Food & Beverages"),
+    ("FOOD_PRODUCTION", "Food Production"),
+    ("HOSPITAL_HEALTH_CARE", "Hospital & Health Care"),
+    ("HOSPITALITY", "Hospitality"),
+    (
+        "INFORMATION_TECHNOLOGY_AND_SERVICES",
+        "Information Technology and Services",
+    ),
+    ("INSURANCE", "Insurance"),
+    ("INTERNET", "Internet"),
+    ("LEGAL_SERVICES", "Legal Services"),
+    ("LOGISTICS_AND_SUPPLY_CHAIN", "Logistics and Supply Chain"),
+    ("MACHINERY", "Machinery"),
+    ("MANAGEMENT_CONSULTING", "Management Consulting"),
+    ("MARKETING_AND_ADVERTISING", "Marketing and Advertising"),
+    ("MEDICAL_DEVICES", "Medical Devices"),
+    (
+        "NON_PROFIT_ORGANIZATION_MANAGEMENT",
+        "Non-Profit Organization Management",
+    ),
+    ("PHARMACEUTICALS", "Pharmaceuticals"),
+    ("REAL_ESTATE", "Real Estate"),
+    ("RETAIL", "Retail"),
+    ("TELECOMMUNICATIONS", "Telecommunications"),
+    (
+        "TRANSPORTATION_TRUCKING_RAILROAD",
+        "Transportation/Trucking/Railroad",
+    ),
+    ("UTILITIES", "Utilities"),
+    ("WHOLESALE", "Wholesale"),
+    ("MOBILE_GAMES", "Mobile Games"),
+];
+
 /// The default property definitions of an object type.
 pub fn default_properties(ty: ObjectType) -> Vec<PropertyDef> {
     let mut v = vec![
         ro(n("hs_object_id", "Record ID")),
         ro(dt("createdate", "Create Date")),
         ro(dt("hs_lastmodifieddate", "Last Modified Date")),
+        ro(s("hs_merged_object_ids", "Merged record IDs")),
     ];
     match ty {
         ObjectType::Companies => v.extend([
             s("name", "Company name"),
             s("domain", "Company Domain Name"),
             s("hs_additional_domains", "Additional Domains"),
-            s("industry", "Industry"),
+            enumeration("industry", "Industry", INDUSTRIES),
             s("city", "City"),
             s("state", "State/Region"),
             s("country", "Country/Region"),

@@ -5,6 +5,7 @@
 //! records; everything else scans.
 
 use crate::error::ApiError;
+use crate::limits::SearchCap;
 use crate::model::{ObjectType, parse_ts};
 use crate::props::coerce;
 use crate::store::{Data, PropSel, Record, RecordView, TypeStore};
@@ -416,12 +417,14 @@ struct Sort {
 }
 
 /// Runs a search request and renders HubSpot's `CollectionResponseWithTotal`; `now` (epoch ms
-/// on the sandbox's clock) decides which lagging writes are visible yet.
+/// on the sandbox's clock) decides which lagging writes are visible yet, `cap` what happens
+/// at 10,000 results. `total` always counts every match, past the cap too.
 pub(crate) fn search(
     data: &Data,
     ty: ObjectType,
     body: &Value,
     now: i64,
+    cap: SearchCap,
 ) -> Result<Vec<u8>, ApiError> {
     let ts = data.ts(ty);
     let limit = match body.get("limit") {
@@ -446,7 +449,12 @@ pub(crate) fn search(
             })?
             .unwrap_or(0),
     };
-    if after >= RESULT_CAP {
+    // EndPaging: no page reaches past the cap (one starting at or past it is empty)
+    let limit = match cap {
+        SearchCap::Error400 => limit,
+        SearchCap::EndPaging => limit.min(RESULT_CAP.saturating_sub(after)),
+    };
+    if after >= RESULT_CAP && cap == SearchCap::Error400 {
         return Err(ApiError::validation(format!(
             "The search endpoints are limited to {RESULT_CAP} total results for any given query; paging beyond {RESULT_CAP} is not allowed (after={after})"
         ))
@@ -680,8 +688,9 @@ pub(crate) fn search(
         .iter()
         .map(|id| data.view(ty, *id, &sel, &[]))
         .collect();
-    let paging = (after + limit < total && limit > 0)
-        .then(|| json!({ "next": { "after": (after + limit).to_string() } }));
+    let next = after.saturating_add(limit);
+    let more = next < total && limit > 0 && (cap == SearchCap::Error400 || next < RESULT_CAP);
+    let paging = more.then(|| json!({ "next": { "after": next.to_string() } }));
     let out = SearchOut {
         total,
         results,

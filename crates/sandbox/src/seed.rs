@@ -11,6 +11,16 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+/// Records one seeding call may generate at most (`count`).
+pub const MAX_SEED_COUNT: usize = 1_000_000;
+
+/// Seeded timestamps must lie within years 0000–9999 (epoch ms, either way).
+const MAX_SEED_TS: i64 = 253_402_300_799_999;
+
+fn ts_in_range(ms: i128) -> bool {
+    (-i128::from(MAX_SEED_TS)..=i128::from(MAX_SEED_TS)).contains(&ms)
+}
+
 /// What to seed (`POST /_sandbox/seed` takes the same fields in camelCase or snake_case).
 ///
 /// Generated records (`count`) get realistic-looking default properties; explicit `records`
@@ -193,12 +203,35 @@ fn record_props(v: &Value) -> Result<&Map<String, Value>, ApiError> {
 
 impl Store {
     /// Seeds records; returns their ids in order.
+    /// At most [`MAX_SEED_COUNT`] generated records per call; every timestamp (first, stepped,
+    /// explicit) must lie within years 0000–9999. Out of bounds: a 400-style error and nothing
+    /// seeded.
     pub fn seed(&self, spec: SeedSpec) -> Result<Vec<String>, SandboxError> {
         let ty = parse_type(&spec.object_type)?;
+        if spec.count > MAX_SEED_COUNT {
+            return Err(ApiError::validation(format!(
+                "count must be at most {MAX_SEED_COUNT} per seeding call, not {}",
+                spec.count
+            ))
+            .into());
+        }
         let now = self.now_ms();
         let mut data = self.inner.data.write();
         let base_c = spec.created_at.unwrap_or(now);
         let base_u = spec.updated_at.unwrap_or(base_c);
+        // timestamps move linearly: the first and the last record bound them all
+        let last = i128::try_from(spec.count + spec.records.len()).unwrap_or(i128::MAX) - 1;
+        for base in [base_c, base_u] {
+            let end = i128::from(base) + last.max(0) * i128::from(spec.step_ms);
+            if !ts_in_range(i128::from(base)) || !ts_in_range(end) {
+                return Err(ApiError::validation(format!(
+                    "seeded timestamps must lie within years 0000-9999: createdAt/updatedAt {base} with stepMs {} over {} records leaves that range",
+                    spec.step_ms,
+                    last + 1
+                ))
+                .into());
+            }
+        }
         let (common, _, _) = data.validate_props(ty, &spec.properties, false)?;
         if spec.count > 1
             && common
@@ -215,6 +248,16 @@ impl Store {
         let mut explicit = Vec::with_capacity(spec.records.len());
         for r in &spec.records {
             let (p, c, u) = data.validate_props(ty, record_props(r)?, true)?;
+            if let Some(bad) = [c, u]
+                .into_iter()
+                .flatten()
+                .find(|t| !ts_in_range(i128::from(*t)))
+            {
+                return Err(ApiError::validation(format!(
+                    "seeded timestamps must lie within years 0000-9999, not {bad}"
+                ))
+                .into());
+            }
             data.check_unique(ty, None, &p, &mut claimed)?;
             explicit.push((p, c, u));
         }

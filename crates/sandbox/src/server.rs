@@ -24,6 +24,7 @@ pub(crate) fn router(store: Store) -> Router {
     Router::new()
         .route("/crm/v3/objects/{object_type}", get(list).post(create))
         .route("/crm/v3/objects/{object_type}/search", post(search))
+        .route("/crm/v3/objects/{object_type}/merge", post(merge))
         .route("/crm/v3/objects/{object_type}/batch/{op}", post(batch))
         .route(
             "/crm/v3/objects/{object_type}/{id}",
@@ -54,6 +55,8 @@ pub(crate) fn router(store: Store) -> Router {
         .route("/oauth/v3/token", post(token))
         .merge(crate::control::routes())
         .fallback(not_found)
+        // the gate reads bodies with the sandbox's own limit (`max_body_bytes`)
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(store.clone(), gate))
         .with_state(store)
 }
@@ -86,6 +89,9 @@ fn classify(method: &Method, path: &str) -> (String, Class) {
             Class::Api { search: false },
         ),
         ["crm", "v3", "objects", _, "search"] => ("search".into(), Class::Api { search: true }),
+        ["crm", "v3", "objects", _, "merge"] if method == Method::POST => {
+            ("merge".into(), Class::Api { search: false })
+        }
         ["crm", "v3", "objects", _, "batch", op] => {
             (format!("batch_{op}"), Class::Api { search: false })
         }
@@ -163,6 +169,97 @@ fn add_rate_headers(resp: &mut Response, h: &RateHeaders) {
     }
 }
 
+/// Why a request body was not read.
+enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken(String),
+}
+
+/// Reads the whole body: at most `max` bytes, all of it within `timeout` (so a body trickled
+/// in byte by byte cannot hold the connection either).
+async fn read_body(
+    mut body: axum::body::Body,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, BodyError> {
+    use axum::body::HttpBody;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        let Some(frame) = tokio::time::timeout_at(deadline, frame)
+            .await
+            .map_err(|_| BodyError::TimedOut)?
+        else {
+            break;
+        };
+        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > max {
+            return Err(BodyError::TooLarge);
+        }
+        match &first {
+            None if rest.is_empty() => first = Some(data),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(rest)))
+}
+
+/// The body, read with the configured size limit and timeout, put back into the request; or
+/// the error response (413, 408 or 400; the connection is closed after it).
+async fn buffered(store: &Store, req: Request) -> Result<Request, Response> {
+    let cfg = &store.inner.config;
+    let max = cfg.max_body_bytes;
+    let close = |e: ApiError| {
+        let mut resp = e.into_response();
+        header(&mut resp, "Connection", "close");
+        resp
+    };
+    let too_large = || {
+        close(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "REQUEST_TOO_LARGE",
+            format!("The request body is larger than the sandbox's limit of {max} bytes"),
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    match read_body(body, max, cfg.body_read_timeout).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::TimedOut) => Err(close(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!(
+                "The request body did not arrive within {} ms",
+                cfg.body_read_timeout.as_millis()
+            ),
+        ))),
+        Err(BodyError::Broken(e)) => Err(close(ApiError::validation(format!(
+            "The request body could not be read: {e}"
+        )))),
+    }
+}
+
 /// Auth, limits, faults, latency, drops; then logging and counters.
 async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -172,109 +269,114 @@ async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response 
     let query = req.uri().query().map(str::to_string);
     let (endpoint, class) = classify(&method, &path);
     let conn = req.extensions().get::<ConnectInfo<ConnHandle>>().cloned();
-
-    let resp = match class {
-        Class::Api { search } => {
-            let (latency, drop, fault) = {
-                let mut rt = store.inner.rt.lock();
-                let (d, f) = (rt.faults.drop_rate, rt.faults.fault_rate);
-                (rt.faults.latency, rt.roll(d), rt.roll(f))
-            };
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            if drop && let Some(ConnectInfo(c)) = &conn {
-                c.kill();
-                store.bump(|s| s.connections_dropped += 1);
-                store.log(RequestLogEntry {
-                    method: method.to_string(),
-                    path,
-                    query,
-                    endpoint,
-                    status: 0,
-                    time,
-                    duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                });
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
-            if fault {
-                store.bump(|s| s.faults_injected += 1);
-                let coin: bool = store.inner.rt.lock().roll(0.5);
-                let (status, msg, cat) = if coin {
-                    (
-                        StatusCode::BAD_GATEWAY,
-                        "Bad Gateway: the upstream service did not answer in time.",
-                        "BAD_GATEWAY",
-                    )
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Service Unavailable: please retry the request.",
-                        "SERVICE_UNAVAILABLE",
-                    )
+    // no idle or header deadline while this request is in progress (the body has its own)
+    let _busy = conn.as_ref().map(|ConnectInfo(c)| c.begin());
+    let resp = match buffered(&store, req).await {
+        Err(resp) => resp,
+        Ok(req) => match class {
+            Class::Api { search } => {
+                let (latency, drop, fault) = {
+                    let mut rt = store.inner.rt.lock();
+                    let (d, f) = (rt.faults.drop_rate, rt.faults.fault_rate);
+                    (rt.faults.latency, rt.roll(d), rt.roll(f))
                 };
-                ApiError::new(status, cat, msg).into_response()
-            } else if let Err(e) = check_auth(&store, req.headers()) {
-                store.bump(|s| s.unauthorized += 1);
-                e.into_response()
-            } else {
-                let now = store.now_ms();
-                let admitted = store.inner.rt.lock().admit(search, now);
-                match admitted {
-                    Err(limited) => {
-                        store.bump(|s| {
-                            s.rate_limited += 1;
-                            *s.rate_limited_by_policy
-                                .entry(limited.policy.to_string())
-                                .or_default() += 1;
-                        });
-                        let body = json!({
-                            "status": "error",
-                            "message": limited.message,
-                            "errorType": "RATE_LIMIT",
-                            "correlationId": correlation_id(),
-                            "policyName": limited.policy,
-                            "requestId": correlation_id(),
-                        });
-                        let mut resp =
-                            (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-                        let faults = store.faults();
-                        if faults.retry_after {
-                            let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                            header(&mut resp, "Retry-After", secs);
-                        }
-                        if !search {
-                            let mut h = RateHeaders::default();
-                            if let Some(r) = faults.rate_limit {
-                                let remaining = if limited.policy == "DAILY" {
-                                    r.limit
-                                } else {
-                                    0
-                                };
-                                h.window = Some((r.limit, remaining, r.per.as_millis() as u64));
+                if !latency.is_zero() {
+                    tokio::time::sleep(latency).await;
+                }
+                if drop && let Some(ConnectInfo(c)) = &conn {
+                    c.kill();
+                    store.bump(|s| s.connections_dropped += 1);
+                    store.log(RequestLogEntry {
+                        method: method.to_string(),
+                        path,
+                        query,
+                        endpoint,
+                        status: 0,
+                        time,
+                        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    });
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                if fault {
+                    store.bump(|s| s.faults_injected += 1);
+                    let coin: bool = store.inner.rt.lock().roll(0.5);
+                    let (status, msg, cat) = if coin {
+                        (
+                            StatusCode::BAD_GATEWAY,
+                            "Bad Gateway: the upstream service did not answer in time.",
+                            "BAD_GATEWAY",
+                        )
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Service Unavailable: please retry the request.",
+                            "SERVICE_UNAVAILABLE",
+                        )
+                    };
+                    ApiError::new(status, cat, msg).into_response()
+                } else if let Err(e) = check_auth(&store, req.headers()) {
+                    store.bump(|s| s.unauthorized += 1);
+                    e.into_response()
+                } else {
+                    let now = store.now_ms();
+                    let admitted = store.inner.rt.lock().admit(search, now);
+                    match admitted {
+                        Err(limited) => {
+                            store.bump(|s| {
+                                s.rate_limited += 1;
+                                *s.rate_limited_by_policy
+                                    .entry(limited.policy.to_string())
+                                    .or_default() += 1;
+                            });
+                            let body = json!({
+                                "status": "error",
+                                "message": limited.message,
+                                "errorType": "RATE_LIMIT",
+                                "correlationId": correlation_id(),
+                                "policyName": limited.policy,
+                                "requestId": correlation_id(),
+                            });
+                            let mut resp =
+                                (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                            let faults = store.faults();
+                            if faults.retry_after {
+                                let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                                header(&mut resp, "Retry-After", secs);
                             }
-                            if let Some(d) = faults.daily_limit {
-                                h.daily = Some((d, if limited.policy == "DAILY" { 0 } else { d }));
+                            if !search {
+                                let mut h = RateHeaders::default();
+                                if let Some(r) = faults.rate_limit {
+                                    let remaining = if limited.policy == "DAILY" {
+                                        r.limit
+                                    } else {
+                                        0
+                                    };
+                                    h.window = Some((r.limit, remaining, r.per.as_millis() as u64));
+                                }
+                                if let Some(d) = faults.daily_limit {
+                                    h.daily =
+                                        Some((d, if limited.policy == "DAILY" { 0 } else { d }));
+                                }
+                                add_rate_headers(&mut resp, &h);
                             }
-                            add_rate_headers(&mut resp, &h);
+                            resp
                         }
-                        resp
-                    }
-                    Ok(h) => {
-                        store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
-                        let mut resp = next.run(req).await;
-                        if !search {
-                            add_rate_headers(&mut resp, &h);
+                        Ok(h) => {
+                            store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
+                            let mut resp = next.run(req).await;
+                            if !search {
+                                add_rate_headers(&mut resp, &h);
+                            }
+                            resp
                         }
-                        resp
                     }
                 }
             }
-        }
-        Class::OAuth | Class::Other => {
-            store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
-            next.run(req).await
-        }
+            Class::OAuth | Class::Other => {
+                store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
+                next.run(req).await
+            }
+        },
     };
     store.log(RequestLogEntry {
         method: method.to_string(),
@@ -297,17 +399,38 @@ pub(crate) fn obj_type(s: &str) -> Result<ObjectType, ApiError> {
     })
 }
 
+/// Reads a request body, which must be a JSON object (an empty body counts as `{}`): an array
+/// or any other value is refused with a 400, never taken for an empty object.
 pub(crate) fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::validation(format!(
             "Invalid input JSON on line {}, column {}: {e}",
             e.line(),
             e.column()
         ))
-    })
+    })?;
+    if !v.is_object() {
+        return Err(ApiError::validation(format!(
+            "Invalid input JSON: the body must be a JSON object, not {}",
+            json_kind(&v)
+        )));
+    }
+    Ok(v)
+}
+
+/// "an array", "a string", … for error messages.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn json_resp(status: StatusCode, v: Value) -> Response {
@@ -421,9 +544,13 @@ async fn get_one(
     let ty = obj_type(&t)?;
     let q = parse_q(&q)?;
     let data = s.inner.data.read();
-    let rid = data
-        .resolve(ty, &id, q.id_property.as_deref(), q.archived)?
-        .ok_or_else(|| not_found_obj(ty, &id))?;
+    let idp = q.id_property.as_deref();
+    let rid = if q.archived {
+        data.resolve(ty, &id, idp, true)?
+    } else {
+        data.resolve_following(ty, &id, idp)?
+    }
+    .ok_or_else(|| not_found_obj(ty, &id))?;
     let sel = match &q.properties {
         Some(p) => PropSel::Names(p),
         None => PropSel::Defaults,
@@ -446,6 +573,7 @@ async fn create(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> A
     let vis = visible_at(&s);
     let mut data = s.inner.data.write();
     let (p, _, _) = data.validate_props(ty, props, false)?;
+    data.check_rules(ty, None, &p)?;
     data.check_unique(ty, None, &p, &mut HashSet::new())?;
     let assoc = data.resolve_associations(ty, v.get("associations"))?;
     let (id, _) = data.apply(
@@ -479,10 +607,12 @@ async fn update(
         .ok_or_else(|| ApiError::validation("properties is required"))?;
     let vis = visible_at(&s);
     let mut data = s.inner.data.write();
+    // a merged-away id updates (and answers with) the record it was merged into
     let rid = data
-        .resolve(ty, &id, q.id_property.as_deref(), false)?
+        .resolve_following(ty, &id, q.id_property.as_deref())?
         .ok_or_else(|| not_found_obj(ty, &id))?;
     let (p, _, _) = data.validate_props(ty, props, false)?;
+    data.check_rules(ty, Some(rid), &p)?;
     data.check_unique(ty, Some(rid), &p, &mut HashSet::new())?;
     data.apply(
         ty,
@@ -508,6 +638,34 @@ async fn archive_one(State(s): State<Store>, Path((t, id)): Path<(String, String
         data.archive(ty, rid, now);
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /crm/v3/objects/{type}/merge` with `{"primaryObjectId", "objectIdToMerge"}`: answers
+/// the surviving (primary) record.
+async fn merge(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> ApiResult {
+    let ty = obj_type(&t)?;
+    let v = parse_body(&body)?;
+    let id_of = |k: &str| {
+        v.get(k)
+            .and_then(crate::props::coerce)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ApiError::validation(format!("{k} is required")))
+    };
+    let (primary, other) = (id_of("primaryObjectId")?, id_of("objectIdToMerge")?);
+    let vis = visible_at(&s);
+    let now = s.now_ms();
+    let mut data = s.inner.data.write();
+    let a = data
+        .resolve_following(ty, &primary, None)?
+        .ok_or_else(|| not_found_obj(ty, &primary))?;
+    let b = data
+        .resolve_following(ty, &other, None)?
+        .ok_or_else(|| not_found_obj(ty, &other))?;
+    let id = data.merge(ty, a, b, now, vis)?;
+    Ok(json_resp(
+        StatusCode::OK,
+        Value::Object(data.render(ty, id, &PropSel::All, &[])),
+    ))
 }
 
 // ---------- batch ----------
@@ -669,6 +827,9 @@ fn batch_read(
             .ok_or_else(|| ApiError::validation("each input needs an id"))?;
         match data.resolve(ty, &id, id_property, archived)? {
             Some(rid) => results.push(Value::Object(data.render(ty, rid, &sel, &[]))),
+            // a merged-away id is left out without an error
+            None if id_property.is_none_or(|p| p == "hs_object_id")
+                && data.ts(ty).merged_away(&id) => {}
             None => missing.push(id),
         }
     }
@@ -691,6 +852,9 @@ struct Plan {
     prepared: Prepared,
     new: bool,
 }
+
+/// What one batch input will do: `Ok(None)` leaves it out of the answer without an error.
+type PlanResult = Result<Option<Plan>, ApiError>;
 
 fn batch_write(
     s: &Store,
@@ -736,12 +900,16 @@ fn batch_write(
     }
 
     let mut claimed = HashSet::new();
-    let mut plans: Vec<(Option<String>, Result<Plan, ApiError>)> = Vec::with_capacity(inputs.len());
+    let mut plans: Vec<(Option<String>, PlanResult)> = Vec::with_capacity(inputs.len());
     for input in inputs {
         let trace = input
             .get("objectWriteTraceId")
             .and_then(crate::props::coerce);
         let props = match input.get("properties") {
+            _ if !input.is_object() => Err(ApiError::validation(format!(
+                "each input must be a JSON object, not {}",
+                json_kind(input)
+            ))),
             None | Some(Value::Null) => Ok(&empty),
             Some(Value::Object(m)) => Ok(m),
             Some(_) => Err(ApiError::validation("properties must be an object")),
@@ -750,16 +918,17 @@ fn batch_write(
             let (mut p, _, _) = data.validate_props(ty, props, false)?;
             match op {
                 "create" => {
+                    data.check_rules(ty, None, &p)?;
                     data.check_unique(ty, None, &p, &mut claimed)?;
                     let assoc = data.resolve_associations(ty, input.get("associations"))?;
-                    Ok(Plan {
+                    Ok(Some(Plan {
                         prepared: Prepared {
                             target: None,
                             props: p,
                             assoc,
                         },
                         new: true,
-                    })
+                    }))
                 }
                 "update" => {
                     let id = input
@@ -770,18 +939,24 @@ fn batch_write(
                         .get("idProperty")
                         .and_then(Value::as_str)
                         .or(top_id_property);
-                    let rid = data
-                        .resolve(ty, &id, idp, false)?
-                        .ok_or_else(|| not_found_obj(ty, &id))?;
+                    let Some(rid) = data.resolve(ty, &id, idp, false)? else {
+                        // HubSpot (2026): an id merged into another record is simply missing
+                        // from the results of a batch update, without an error.
+                        if idp.is_none_or(|p| p == "hs_object_id") && data.ts(ty).merged_away(&id) {
+                            return Ok(None);
+                        }
+                        return Err(not_found_obj(ty, &id));
+                    };
+                    data.check_rules(ty, Some(rid), &p)?;
                     data.check_unique(ty, Some(rid), &p, &mut claimed)?;
-                    Ok(Plan {
+                    Ok(Some(Plan {
                         prepared: Prepared {
                             target: Some(rid),
                             props: p,
                             assoc: vec![],
                         },
                         new: false,
-                    })
+                    }))
                 }
                 _ => {
                     // upsert
@@ -797,16 +972,18 @@ fn batch_write(
                         .unwrap_or("hs_object_id");
                     match data.resolve(ty, &id, Some(idp), false)? {
                         Some(rid) => {
+                            data.check_rules(ty, Some(rid), &p)?;
                             data.check_unique(ty, Some(rid), &p, &mut claimed)?;
-                            Ok(Plan {
+                            Ok(Some(Plan {
                                 prepared: Prepared {
                                     target: Some(rid),
                                     props: p,
                                     assoc: vec![],
                                 },
                                 new: false,
-                            })
+                            }))
                         }
+                        None if idp == "hs_object_id" && data.ts(ty).merged_away(&id) => Ok(None),
                         None if idp == "hs_object_id" => Err(not_found_obj(ty, &id)),
                         None => {
                             let value = if idp == "email" {
@@ -816,15 +993,16 @@ fn batch_write(
                             };
                             p.retain(|(k, _)| k != idp);
                             p.push((idp.to_string(), value));
+                            data.check_rules(ty, None, &p)?;
                             data.check_unique(ty, None, &p, &mut claimed)?;
-                            Ok(Plan {
+                            Ok(Some(Plan {
                                 prepared: Prepared {
                                     target: None,
                                     props: p,
                                     assoc: vec![],
                                 },
                                 new: true,
-                            })
+                            }))
                         }
                     }
                 }
@@ -840,10 +1018,11 @@ fn batch_write(
     let mut errors = vec![];
     for (trace, plan) in plans {
         match plan {
-            Ok(plan) => {
+            Ok(Some(plan)) => {
                 let (id, _) = data.apply(ty, plan.prepared, now, vis);
                 done.push((id, plan.new, trace));
             }
+            Ok(None) => {}
             Err(e) => errors.push(standard_error(&e, trace.as_deref())),
         }
     }
@@ -871,8 +1050,9 @@ fn batch_write(
 async fn search(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> ApiResult {
     let ty = obj_type(&t)?;
     let v = parse_body(&body)?;
+    let cap = s.inner.rt.lock().faults.search_cap;
     let data = s.inner.data.read();
-    let out = crate::search::search(&data, ty, &v, s.now_ms())?;
+    let out = crate::search::search(&data, ty, &v, s.now_ms(), cap)?;
     Ok(bytes_resp(StatusCode::OK, Ok(out)))
 }
 

@@ -36,6 +36,52 @@ pub(crate) struct TypeStore {
     pub unique: HashMap<String, HashMap<String, u64>>,
     /// The latest `searchable_at` handed out: after it, nothing is lagging.
     pub lag_until: Option<i64>,
+    /// Ids merged away → the record they were merged into (which may itself be merged away
+    /// later; [`TypeStore::survivor`] follows the chain).
+    pub merged: HashMap<u64, u64>,
+    /// Portal-side write rules (required properties) checked on API writes.
+    pub rules: WriteRules,
+}
+
+/// Portal-side validation rules for API writes of one object type, as HubSpot enforces them
+/// since its 2026-09 API version ("conditionally required properties", "required fields on the
+/// create form"). Set with `PUT /_sandbox/validation/{objectType}` or
+/// [`crate::Store::set_write_rules`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteRules {
+    /// Properties every create must set (non-empty).
+    pub required_on_create: Vec<String>,
+    /// Properties required once another property has a given value.
+    #[serde(deserialize_with = "one_or_many")]
+    pub required_when: Vec<RequiredWhen>,
+}
+
+/// "When `property` is `equals`, `then` must be set" (checked on the record as the write would
+/// leave it, on creates and updates).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredWhen {
+    /// The property whose value triggers the rule.
+    pub property: String,
+    /// The value (compared case-insensitively) that triggers it.
+    pub equals: String,
+    /// The properties that must then have a value.
+    pub then: Vec<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RequiredWhen>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(RequiredWhen),
+        Many(Vec<RequiredWhen>),
+    }
+    use serde::Deserialize;
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(r) => vec![r],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl TypeStore {
@@ -51,6 +97,8 @@ impl TypeStore {
             by_modified: BTreeSet::new(),
             unique: HashMap::new(),
             lag_until: None,
+            merged: HashMap::new(),
+            rules: WriteRules::default(),
         };
         for p in default_properties(ty) {
             t.add_property(p);
@@ -141,6 +189,26 @@ impl TypeStore {
                 m.remove(&key);
             }
         }
+    }
+
+    /// The live record an id now stands for: itself, or the record it was merged into.
+    pub fn survivor(&self, id: u64) -> Option<u64> {
+        let mut cur = id;
+        // merges form chains (a into b, then b into c); bounded against a corrupt cycle
+        for _ in 0..=self.merged.len() {
+            if self.live.contains(&cur) {
+                return Some(cur);
+            }
+            cur = *self.merged.get(&cur)?;
+        }
+        None
+    }
+
+    /// Whether `id` (a record id as text) names a record that was merged away.
+    pub fn merged_away(&self, id: &str) -> bool {
+        id.trim()
+            .parse::<u64>()
+            .is_ok_and(|n| self.merged.contains_key(&n))
     }
 
     /// Looks up a live record by unique property value.
@@ -504,6 +572,174 @@ impl Data {
                 Ok(ts.find_unique(p, id))
             }
         }
+    }
+
+    /// Like [`Data::resolve`], but a plain record id that was merged away resolves to the record
+    /// it was merged into, as HubSpot's single-record reads and writes do.
+    /// Live records only.
+    pub fn resolve_following(
+        &self,
+        ty: ObjectType,
+        id: &str,
+        id_property: Option<&str>,
+    ) -> Result<Option<u64>, ApiError> {
+        let by_id = matches!(id_property, None | Some("") | Some("hs_object_id"));
+        match id.trim().parse::<u64>() {
+            Ok(n) if by_id => Ok(self.ts(ty).survivor(n)),
+            _ => self.resolve(ty, id, id_property, false),
+        }
+    }
+
+    /// Merges live record `secondary` into live record `primary` as HubSpot does: the primary
+    /// keeps its id and values, takes the secondary's values for properties it has no value
+    /// for and all of its associations, and lists the secondary in `hs_merged_object_ids`; the
+    /// secondary's id afterwards stands for the primary (see [`TypeStore::survivor`]).
+    pub fn merge(
+        &mut self,
+        ty: ObjectType,
+        primary: u64,
+        secondary: u64,
+        now: i64,
+        visible_at: Option<i64>,
+    ) -> Result<u64, ApiError> {
+        if primary == secondary {
+            return Err(ApiError::validation(format!(
+                "Cannot merge a {} with itself (id {primary})",
+                ty.singular()
+            )));
+        }
+        let ts = self.ts_mut(ty);
+        if !ts.live.contains(&primary) || !ts.live.contains(&secondary) {
+            return Err(ApiError::not_found(format!(
+                "Object not found. Both {} records of a merge must exist.",
+                ty.singular()
+            )));
+        }
+        ts.remove_indexes(secondary);
+        let gone = ts.records.remove(&secondary).expect("live record exists");
+        ts.remove_indexes(primary);
+        let rec = ts.records.get_mut(&primary).expect("live record exists");
+        let mut merged_ids: Vec<String> = rec
+            .props
+            .get("hs_merged_object_ids")
+            .map(|v| v.split(';').map(str::to_string).collect())
+            .unwrap_or_default();
+        merged_ids.push(secondary.to_string());
+        for (k, v) in gone.props {
+            if k == "hs_merged_object_ids" {
+                merged_ids.extend(v.split(';').map(str::to_string));
+            } else {
+                rec.props.entry(k).or_insert(v);
+            }
+        }
+        rec.props
+            .insert("hs_merged_object_ids".into(), merged_ids.join(";"));
+        rec.updated = now.max(rec.updated);
+        if let Some(t) = visible_at {
+            rec.searchable_at = Some(t);
+            ts.lag_until = Some(ts.lag_until.map_or(t, |u| u.max(t)));
+        }
+        ts.insert_indexes(primary);
+        for target in ts.merged.values_mut() {
+            if *target == secondary {
+                *target = primary;
+            }
+        }
+        ts.merged.insert(secondary, primary);
+        for (to_ty, ids) in gone.assoc {
+            for to_id in ids {
+                if let Some(r) = self.ts_mut(to_ty).records.get_mut(&to_id)
+                    && let Some(set) = r.assoc.get_mut(&ty)
+                {
+                    set.remove(&secondary);
+                }
+                if !(to_ty == ty && to_id == primary) {
+                    self.associate(ty, primary, to_ty, to_id);
+                }
+            }
+        }
+        Ok(primary)
+    }
+
+    /// Checks the type's portal-side write rules against the record as this write would leave
+    /// it (`target`: the record updated; `None`: a create).
+    pub fn check_rules(
+        &self,
+        ty: ObjectType,
+        target: Option<u64>,
+        props: &[(String, String)],
+    ) -> Result<(), ApiError> {
+        let ts = self.ts(ty);
+        let rules = &ts.rules;
+        if rules.required_on_create.is_empty() && rules.required_when.is_empty() {
+            return Ok(());
+        }
+        let existing = target.and_then(|id| ts.records.get(&id));
+        let value = |name: &str| -> Option<&str> {
+            match props.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => Some(v.as_str()),
+                None => existing.and_then(|r| r.props.get(name)).map(String::as_str),
+            }
+            .filter(|v| !v.trim().is_empty())
+        };
+        let mut missing: Vec<(String, String)> = vec![];
+        let mut add = |name: &str, why: String| {
+            if !missing.iter().any(|(n, _)| n == name) {
+                missing.push((name.to_string(), why));
+            }
+        };
+        if target.is_none() {
+            for p in &rules.required_on_create {
+                if value(p).is_none() {
+                    add(p, format!("{p} is required to create a {}", ty.singular()));
+                }
+            }
+        }
+        for r in &rules.required_when {
+            if value(&r.property).is_some_and(|v| v.eq_ignore_ascii_case(&r.equals)) {
+                for p in &r.then {
+                    if value(p).is_none() {
+                        add(
+                            p,
+                            format!("{p} is required when {} is {}", r.property, r.equals),
+                        );
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missing.iter().map(|(n, _)| n.clone()).collect();
+        let message = format!(
+            "Some required properties for {} {} are missing: [{}] ({})",
+            ty.singular().to_uppercase(),
+            if target.is_none() {
+                "creates"
+            } else {
+                "updates"
+            },
+            names.join(", "),
+            missing
+                .iter()
+                .map(|(_, why)| why.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let errors = missing
+            .iter()
+            .map(|(name, why)| {
+                json!({
+                    "message": why,
+                    "code": "REQUIRED_PROPERTY_MISSING",
+                    "in": name,
+                    "context": {"propertyName": [name]},
+                })
+            })
+            .collect();
+        Err(ApiError::validation(message)
+            .with_context("propertyName", names)
+            .with_errors(errors))
     }
 
     /// Renders a record as HubSpot's `SimplePublicObject`.

@@ -5,8 +5,11 @@
 mod auth;
 mod batch;
 mod control;
+mod hostile;
 mod limits;
+mod merge;
 mod objects;
+mod rules;
 mod search;
 
 use reqwest::StatusCode;

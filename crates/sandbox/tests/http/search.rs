@@ -350,3 +350,170 @@ async fn search_lag_hides_fresh_writes() {
     assert_eq!(r.body["total"], 1);
     e.sb.shutdown().await;
 }
+
+/// Pages a query to its end (or its first error); returns ids handed out and the totals seen.
+async fn page_all(e: &Env, mut body: Value) -> (usize, Vec<u64>, Option<Resp>) {
+    let (mut n, mut totals) = (0, vec![]);
+    loop {
+        let r = e
+            .post("/crm/v3/objects/companies/search", body.clone())
+            .await;
+        if r.status != 200 {
+            return (n, totals, Some(r));
+        }
+        n += r.body["results"].as_array().unwrap().len();
+        totals.push(r.body["total"].as_u64().unwrap());
+        match r.body["paging"]["next"]["after"].as_str() {
+            Some(a) => body["after"] = json!(a),
+            None => return (n, totals, None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn search_cap_errors_or_ends_paging_as_configured() {
+    let mut cfg = rivulet_sandbox::SandboxConfig::default();
+    assert_eq!(cfg.search_cap, rivulet_sandbox::SearchCap::Error400);
+    cfg.search_cap = rivulet_sandbox::SearchCap::EndPaging;
+    let e = start(cfg).await;
+    e.sb.store()
+        .seed(SeedSpec::generated("companies", 10_150).at(T0).step(1))
+        .unwrap();
+    let q = json!({
+        "filterGroups": [{"filters": [{"propertyName": "createdate", "operator": "GTE", "value": T0.to_string()}]}],
+        "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
+        "limit": 200
+    });
+    // end_paging: exactly 10,000 handed out, then no cursor and no error; total stays exact
+    let (n, totals, err) = page_all(&e, q.clone()).await;
+    assert!(err.is_none(), "{:?}", err.map(|r| r.body));
+    assert_eq!(n, 10_000);
+    assert!(totals.iter().all(|t| *t == 10_150), "{totals:?}");
+    // a page straddling the cap stops at it; one past it is empty, without an error
+    let mut straddle = q.clone();
+    straddle["after"] = json!("9950");
+    let r = e.post("/crm/v3/objects/companies/search", straddle).await;
+    assert_eq!(r.body["results"].as_array().unwrap().len(), 50);
+    assert!(r.body.get("paging").is_none());
+    let mut past = q.clone();
+    past["after"] = json!("10000");
+    let r = e
+        .post("/crm/v3/objects/companies/search", past.clone())
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["results"], json!([]));
+    assert_eq!(r.body["total"], 10_150);
+
+    // the control API switches it back to the 400
+    let r = e.get("/_sandbox/faults").await;
+    assert_eq!(r.body["search_cap"], "end_paging");
+    let r = e
+        .put("/_sandbox/faults", json!({"search_cap": "error_400"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["search_cap"], "error_400");
+    let (n, totals, err) = page_all(&e, q.clone()).await;
+    assert_eq!(n, 10_000);
+    assert_eq!(totals.len(), 50);
+    assert_error(&err.expect("the 400 past the cap"), 400, "VALIDATION_ERROR");
+    let r = e
+        .put("/_sandbox/faults", json!({"search_cap": "sometimes"}))
+        .await;
+    assert_error(&r, 400, "VALIDATION_ERROR");
+    e.sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_search_answer_carries_the_exact_total() {
+    let mut cfg = rivulet_sandbox::SandboxConfig::default();
+    cfg.search_lag = std::time::Duration::from_secs(60);
+    let e = start(cfg).await;
+    let store = e.sb.store();
+    store
+        .seed(SeedSpec::generated("companies", 280).at(T0).step(1000))
+        .unwrap();
+    let lyon: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("Lyon {i:02}"), "city": "Lyon"}))
+        .collect();
+    store
+        .seed(
+            SeedSpec::records("companies", lyon)
+                .at(T0 + 280_000)
+                .step(1000),
+        )
+        .unwrap();
+    // some archived, some lagging behind the search index
+    for id in 1001..1011u64 {
+        store.archive("companies", &id.to_string()).unwrap();
+    }
+    for i in 0..5 {
+        let r = e
+            .post(
+                "/crm/v3/objects/companies",
+                json!({"properties": {"name": format!("Fresh {i}"), "city": "Lyon"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let all: Vec<Value> = store.records("companies").unwrap();
+    let ms = |v: &Value, k: &str| {
+        rivulet_sandbox::parse_ts(v["properties"][k].as_str().unwrap()).unwrap()
+    };
+    let now = e.sb.clock().now_ms();
+    let searchable = |r: &&Value| ms(r, "createdate") < now - 1_000;
+    let f = |p: &str, op: &str, v: Value| json!({"propertyName": p, "operator": op, "value": v});
+    let lo = T0 + 50_000;
+    let hi = T0 + 250_000;
+    let cases: Vec<(Value, usize)> = vec![
+        // key-only window on the created index
+        (
+            json!({"filterGroups": [{"filters": [f("createdate", "GTE", json!(lo)), f("createdate", "LT", json!(hi))]}],
+                   "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}]}),
+            all.iter()
+                .filter(searchable)
+                .filter(|r| (lo..hi).contains(&ms(r, "createdate")))
+                .count(),
+        ),
+        // window plus an id anchor, descending
+        (
+            json!({"filterGroups": [{"filters": [f("createdate", "GTE", json!(lo)), f("hs_object_id", "GT", json!("1100"))]}],
+                   "sorts": [{"propertyName": "createdate", "direction": "DESCENDING"}]}),
+            all.iter()
+                .filter(searchable)
+                .filter(|r| {
+                    ms(r, "createdate") >= lo
+                        && r["id"].as_str().unwrap().parse::<u64>().unwrap() > 1100
+                })
+                .count(),
+        ),
+        // modified window with a residual text filter
+        (
+            json!({"filterGroups": [{"filters": [f("hs_lastmodifieddate", "GTE", json!(T0)), f("city", "EQ", json!("lyon"))]}]}),
+            20,
+        ),
+        // scan, two groups
+        (
+            json!({"filterGroups": [
+                {"filters": [f("city", "EQ", json!("Lyon"))]},
+                {"filters": [f("hs_object_id", "LTE", json!("1020"))]}
+            ], "sorts": [{"propertyName": "name", "direction": "ASCENDING"}]}),
+            20 + 10,
+        ),
+        // everything searchable: archived and lagging records excluded
+        (json!({}), 290),
+    ];
+    for (mut q, expected) in cases {
+        for limit in [1, 7, 200] {
+            q["limit"] = json!(limit);
+            let r = e.post("/crm/v3/objects/companies/search", q.clone()).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.body["total"], expected, "{q}");
+            assert_eq!(
+                r.body["results"].as_array().unwrap().len(),
+                expected.min(limit),
+                "{q}"
+            );
+        }
+    }
+    e.sb.shutdown().await;
+}
