@@ -142,7 +142,7 @@ impl Service {
     }
 
     /// Sends SIGTERM and waits for the process; returns its exit code and stdout.
-    pub fn terminate(mut self) -> (Option<i32>, String) {
+    pub fn terminate(self) -> (Option<i32>, String) {
         let status = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

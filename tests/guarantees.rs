@@ -326,3 +326,113 @@ async fn a_grace_period_that_runs_out_marks_the_run_interrupted() {
     assert_eq!(runs[0].status, RunStatus::Interrupted, "{runs:?}");
     sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_company_creates_then_every_company_exists_once() {
+    let sb = Sandbox::start(SandboxConfig {
+        latency: Duration::from_millis(40),
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    sb.store()
+        .seed(SeedSpec::generated("contacts", 1000).at(past(90)).step(100))
+        .unwrap();
+    // Companies have no unique property here: an interrupted create is looked up by domain.
+    let flow = "name: employers\ntrigger:\n  hubspot:\n    connection: hubspot\n    on: new_record\n    object: contact\n    poll_every: 1s\n    start_from: beginning\n    settle: 1s\n    properties: [email]\nmapping:\n  name: \"Employer of {{record.id}}\"\n  domain: \"c{{record.id}}.kill.example\"\nactions:\n  - hubspot: { connection: hubspot, operation: create, object: company, batch_size: 50 }\n";
+    let ws = Workspace::new(&sb.url(), None, &[("employers", flow.to_string())]);
+    let mut child = ws
+        .command(&[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until("200 companies created", || {
+        sb.store().count("companies").unwrap() >= 200
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL: no chance to record anything
+    child.wait().unwrap();
+    let at_kill = sb.store().count("companies").unwrap();
+    assert!(at_kill < 1000, "killed mid-run ({at_kill} created)");
+    let mut last = None;
+    for _ in 0..3 {
+        let out = ws.command(&["--once"]).output().unwrap();
+        last = Some(out);
+        if sb.store().count("companies").unwrap() >= 1000 {
+            break;
+        }
+    }
+    let out = last.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the final run exits 0: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let companies = sb.store().records("companies").unwrap();
+    let mut domains: Vec<&str> = companies
+        .iter()
+        .map(|c| c["properties"]["domain"].as_str().unwrap_or_default())
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    assert_eq!(
+        (companies.len(), domains.len()),
+        (1000, 1000),
+        "each company once"
+    );
+    let store = ws.store().await;
+    assert!(
+        store
+            .failures(None, FailureStatus::Failed, 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing left unknown"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tied_window_is_read_whole_when_search_paging_just_ends_at_10000() {
+    let sb = Sandbox::start(SandboxConfig {
+        search_cap: rivulet_sandbox::SearchCap::EndPaging,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    sb.store()
+        .seed(
+            SeedSpec::generated("contacts", 15_000)
+                .at(past(120))
+                .step(0),
+        )
+        .unwrap();
+    let ws = Workspace::new(
+        &sb.url(),
+        None,
+        &[(
+            "tied",
+            contacts_to("tied", "  - file: { path: out/tied.jsonl }\n"),
+        )],
+    );
+    let out = ws.command(&["--once"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = ws.lines("out/tied.jsonl");
+    let mut ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (lines.len(), ids.len()),
+        (15_000, 15_000),
+        "every record once"
+    );
+    sb.shutdown().await;
+}

@@ -55,6 +55,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic's message may hold what it was working on: it is scrubbed of secrets like any
+    // other output.
+    std::panic::set_hook(Box::new(|info| {
+        let text = format!("rivulet: internal error: {info}");
+        eprintln!("{}", rivulet_http::secrets::scrub(&text));
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),

@@ -179,6 +179,26 @@ fn summary_line(out: &mut impl Write, v: &Validation, style: &Style) -> std::io:
     writeln!(out, "{}", style.paint(code, &text))
 }
 
+/// Text from a file as it may be shown on a terminal: control characters (an ESC that would
+/// start an escape sequence, a carriage return that would overwrite the line) are written as
+/// `\u{1b}` instead of being sent raw. Tabs stay.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 fn diagnostic(
     out: &mut impl Write,
     d: &Diagnostic,
@@ -194,7 +214,7 @@ fn diagnostic(
         out,
         "{}: {} {}",
         style.paint(color, label),
-        style.paint("1", &d.message),
+        style.paint("1", &printable(&d.message)),
         style.paint("2", &format!("[{}]", d.code))
     )?;
     if d.pos.is_known() {
@@ -215,6 +235,7 @@ fn diagnostic(
             } else {
                 line.chars().take(200).collect()
             };
+            let shown = printable(&shown);
             writeln!(out, "  {pad} {}", style.paint("34", "|"))?;
             writeln!(
                 out,
@@ -248,7 +269,12 @@ fn diagnostic(
         writeln!(out, "  {} {}", style.paint("34", "-->"), d.file.display())?;
     }
     if let Some(hint) = &d.hint {
-        writeln!(out, "  {} {hint}", style.paint("36", "= hint:"))?;
+        writeln!(
+            out,
+            "  {} {}",
+            style.paint("36", "= hint:"),
+            printable(hint)
+        )?;
     }
     writeln!(out)
 }

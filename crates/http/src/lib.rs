@@ -10,12 +10,15 @@
 //! - [`request`]: the [`Request`] description and the [`Response`].
 //! - [`policy`]: the one send loop ([`Policy`]), its [`Hooks`], settings and counters.
 //! - [`error`]: the typed [`Error`] a send ends with.
+//! - [`secrets`]: every secret value registered once and scrubbed (with its encoded forms) from
+//!   whatever is logged, printed or stored.
 
 pub mod clock;
 pub mod error;
 pub mod policy;
 pub mod request;
 pub mod retry;
+pub mod secrets;
 pub mod throttle;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};

@@ -61,11 +61,19 @@ pub trait Action: Send + Sync {
         ctx: &Context,
     ) -> Vec<ActionOutcome>;
 
-    /// [`RetrySafety::LedgeredCreate`]: whether a create that a crash interrupted happened:
-    /// `Ok(Some(id))` it did, `Ok(None)` it surely did not, `Err` nobody can tell.
-    async fn find_created(&self, record: &Prepared<'_>) -> Result<Option<String>, String> {
-        let _ = record;
-        Err("this action cannot look records up".into())
+    /// [`RetrySafety::LedgeredCreate`]: for each record whose create an interruption left in
+    /// doubt (announced at `announced[i]`), whether it happened: `Ok(Some(id))` it did,
+    /// `Ok(None)` it surely did not, `Err` nobody can tell. One call for a whole page.
+    async fn find_created(
+        &self,
+        records: &[Prepared<'_>],
+        announced: &[Option<DateTime<Utc>>],
+    ) -> Vec<Result<Option<String>, String>> {
+        let _ = announced;
+        records
+            .iter()
+            .map(|_| Err("this action cannot look records up".into()))
+            .collect()
     }
 
     /// [`RetrySafety::Undoable`]: the mark to record before a write, self-describing enough

@@ -174,7 +174,7 @@ impl FlowRuntime {
         for record in records {
             let map = |wanted: bool, mode| {
                 wanted
-                    .then(|| self.mapping.apply(&record.data, ctx, mode))
+                    .then(|| apply_guarded(&self.mapping, &record, ctx, mode))
                     .transpose()
             };
             match (
@@ -264,7 +264,10 @@ impl FlowRuntime {
                     "origin": f.origin,
                     "failed": f.error,
                 });
-                println!("dry-run {line}");
+                println!(
+                    "dry-run {}",
+                    rivulet_http::secrets::scrub(&line.to_string())
+                );
             }
             return Ok(counts);
         }
@@ -346,7 +349,10 @@ impl FlowRuntime {
                     "record": p.record.key,
                     "fields": p.fields,
                 });
-                println!("dry-run {line}");
+                println!(
+                    "dry-run {}",
+                    rivulet_http::secrets::scrub(&line.to_string())
+                );
             }
             return Ok(vec![ActionOutcome::Done { id: None }; prepared.len()]);
         }
@@ -422,38 +428,51 @@ impl FlowRuntime {
         let keys: Vec<String> = prepared.iter().map(|p| p.record.key.clone()).collect();
         let ledger = self.store.ledger(flow, index, &keys).await?;
         let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; prepared.len()];
+        // Creates a crash (or an abandoned page) left in doubt: looked up, all at once.
+        let in_doubt: Vec<usize> = (0..prepared.len())
+            .filter(|i| {
+                ledger
+                    .get(&prepared[*i].record.key)
+                    .is_some_and(|e| e.state == LedgerState::Pending)
+            })
+            .collect();
+        let mut found: Vec<Option<Result<Option<String>, String>>> = vec![None; prepared.len()];
+        if !in_doubt.is_empty() {
+            let records: Vec<Prepared<'_>> = in_doubt.iter().map(|i| prepared[*i]).collect();
+            let announced: Vec<_> = in_doubt
+                .iter()
+                .map(|i| ledger.get(&prepared[*i].record.key).and_then(|e| e.at))
+                .collect();
+            let answers = action.find_created(&records, &announced).await;
+            for (i, answer) in in_doubt.iter().zip(answers) {
+                found[*i] = Some(answer);
+            }
+        }
         let mut known = Vec::new();
         let mut to_write = Vec::new();
         let mut positions = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
-            match ledger.get(&p.record.key) {
-                // A crash came between announcing this create and recording it.
-                Some(entry) if entry.state == LedgerState::Pending => {
-                    match action.find_created(p).await {
-                        Ok(Some(id)) => {
-                            commit.ledger_done.push((
-                                index,
-                                p.record.key.clone(),
-                                Some(id.clone()),
-                            ));
-                            outcomes[i] = Some(ActionOutcome::Done { id: Some(id) });
-                        }
-                        Ok(None) => {
-                            known.push(None);
-                            to_write.push(*p);
-                            positions.push(i);
-                        }
-                        Err(why) => {
-                            outcomes[i] = Some(ActionOutcome::Unknown {
-                                reason: format!(
-                                    "Rivulet stopped while this record was being created, so it may exist already ({why})"
-                                ),
-                            });
-                        }
-                    }
+            match found[i].take() {
+                Some(Ok(Some(id))) => {
+                    commit
+                        .ledger_done
+                        .push((index, p.record.key.clone(), Some(id.clone())));
+                    outcomes[i] = Some(ActionOutcome::Done { id: Some(id) });
                 }
-                entry => {
-                    known.push(entry.and_then(|e| e.target_id.clone()));
+                Some(Ok(None)) => {
+                    known.push(None);
+                    to_write.push(*p);
+                    positions.push(i);
+                }
+                Some(Err(why)) => {
+                    outcomes[i] = Some(ActionOutcome::Unknown {
+                        reason: format!(
+                            "Rivulet stopped while this record was being created, so it may exist already ({why})"
+                        ),
+                    });
+                }
+                None => {
+                    known.push(ledger.get(&p.record.key).and_then(|e| e.target_id.clone()));
                     to_write.push(*p);
                     positions.push(i);
                 }
@@ -482,6 +501,32 @@ impl FlowRuntime {
             .map(|o| o.unwrap_or_else(|| ActionOutcome::failed("internal: no outcome")))
             .collect())
     }
+}
+
+/// Maps one record. A record that makes the mapping panic fails on its own (a clear error, kept
+/// for replay) instead of taking the flow's task down and being read — and panicking — again.
+fn apply_guarded(
+    mapping: &Mapping,
+    record: &Record,
+    ctx: &Context,
+    mode: OutputMode,
+) -> Result<IndexMap<String, Value>, Vec<rivulet_mapping::FieldError>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        mapping.apply(&record.data, ctx, mode)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(record = %record.origin, panic = %what, "the mapping panicked on a record; it fails alone");
+        Err(vec![rivulet_mapping::FieldError {
+            field: "*".into(),
+            message: format!("the mapping failed unexpectedly on this record ({what})"),
+            source: None,
+        }])
+    })
 }
 
 fn failure(l: Live, action: usize, error: String) -> FailedRecord {

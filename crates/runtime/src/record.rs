@@ -2,6 +2,11 @@
 
 use serde_json::Value;
 
+/// The most one source record may take (its bytes in a file, its JSON from an API): a larger
+/// one fails on its own (an [`Item::Bad`]) and the rest go on, so one broken or hostile record
+/// cannot exhaust memory.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
 /// One record read from a trigger or source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

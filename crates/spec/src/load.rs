@@ -44,14 +44,69 @@ pub struct SourceFile {
     pub parsed: Result<Node, yaml::YamlError>,
 }
 
+/// Reads a regular file of at most `limit` bytes. Anything else — a FIFO, a device, a link to
+/// `/dev/zero`, a directory — is refused before it is opened (opening a FIFO would block), and
+/// the read itself stops at the limit, so a file that grows while it is read cannot exhaust
+/// memory either.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a directory, FIFO, socket or device is not read)",
+        ));
+    }
+    if meta.len() > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("the file is {} bytes; at most {limit} are read", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("the file grew past {limit} bytes while it was read"),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl SourceFile {
-    /// Reads and parses `path`. Only I/O failures are errors; bad content is kept in `parsed`.
+    /// Reads and parses `path` (a regular file of at most [`yaml::MAX_FILE_BYTES`]). Only I/O
+    /// failures are errors; bad content is kept in `parsed`.
     pub fn read(path: &Path) -> Result<SourceFile, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(SourceFile::from_bytes(path, bytes))
+        match read_regular_file(path, yaml::MAX_FILE_BYTES as u64) {
+            Ok(bytes) => Ok(SourceFile::from_bytes(path, bytes)),
+            // Not a file one could mean as a flow: a problem of this file, reported with the
+            // others rather than stopping everything.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                ) =>
+            {
+                Ok(SourceFile {
+                    path: path.to_path_buf(),
+                    text: String::new(),
+                    parsed: Err(yaml::YamlError {
+                        message: e.to_string(),
+                        pos: crate::diagnostic::Pos::default(),
+                        hint: Some(
+                            "is this a data file in the flows directory? Move it elsewhere".into(),
+                        ),
+                    }),
+                })
+            }
+            Err(source) => Err(LoadError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
     }
 
     /// Parses `bytes` as the content of `path`.

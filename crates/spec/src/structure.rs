@@ -364,6 +364,15 @@ impl<'s> Checker<'s> {
             _ => return,
         };
         let here = self.here();
+        if !value.is_finite() {
+            self.issue(
+                "out_of_range",
+                node.pos,
+                format!("{here} is not a finite number"),
+                None,
+            );
+            return;
+        }
         if let Some(min) = schema.get("minimum").and_then(Json::as_f64)
             && value < min
         {

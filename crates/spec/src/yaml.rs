@@ -227,6 +227,9 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
         strict_booleans: true,
         with_snippet: false,
     };
+    // `1e400` reaches the tree as an infinite number, so the structural check reports it where
+    // it is — and every other problem of the file too — instead of failing the whole parse.
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
     options.budget = serde_saphyr::budget! { max_depth: MAX_DEPTH };
     let spanned: Spanned<Raw> =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_error(&e))?;
@@ -258,7 +261,15 @@ fn yaml_error(err: &serde_saphyr::Error) -> YamlError {
     if let Some(idx) = message.rfind(" at line ") {
         message.truncate(idx);
     }
-    let (message, hint) = if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+    let (message, hint) = if message.contains("multiple YAML documents") {
+        (
+            "the file holds more than one YAML document (a `---` line starts another)".to_string(),
+            Some(
+                "a flow or connections file is one document: split it into one file per flow"
+                    .to_string(),
+            ),
+        )
+    } else if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
         let key = key.split(", set ").next().unwrap_or(key);
         (
             format!("duplicate key `{key}`"),
@@ -407,8 +418,10 @@ impl Visitor<'_> for KeyVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a plain key (a list or mapping cannot be a key)")
     }
-    fn visit_unit<E>(self) -> Result<RawKey, E> {
-        Ok(RawKey("null".into()))
+    fn visit_unit<E: serde::de::Error>(self) -> Result<RawKey, E> {
+        Err(E::custom(
+            "a key cannot be empty or null (`~`); write the key's name",
+        ))
     }
     fn visit_bool<E>(self, v: bool) -> Result<RawKey, E> {
         Ok(RawKey(v.to_string()))
@@ -485,5 +498,23 @@ mod tests {
         let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
         assert!(parse(bomb).is_err());
         assert!(parse(&"x".repeat(MAX_FILE_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn edge_cases_get_rivulet_s_own_messages() {
+        let several = parse("name: a\n---\nname: b\n").unwrap_err();
+        assert!(
+            several.message.contains("more than one YAML document"),
+            "{}",
+            several.message
+        );
+        let null_key = parse("mapping:\n  ~: x\n").unwrap_err();
+        assert!(
+            null_key.message.contains("cannot be empty or null"),
+            "{}",
+            null_key.message
+        );
+        let huge = parse("timeout: 1e400\n").unwrap();
+        assert!(matches!(huge.get("timeout").unwrap().value, Value::Float(f) if f.is_infinite()));
     }
 }

@@ -33,6 +33,9 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The largest `--input` file read.
+const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+
 /// How mapped values are written (`--mode`, and `mode:` in test files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -218,7 +221,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Records::Stdin,
         Some(p) if p == Path::new("-") => Records::Stdin,
         Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let bytes = rivulet_spec::load::read_regular_file(p, MAX_INPUT_BYTES)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", p.display()))?;
             Records::Parsed(parse_input(&text))

@@ -66,6 +66,31 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     rivulet_spec::model::Duration::parse(s).map(|d| d.get())
 }
 
+/// One log event on its way to stderr: collected, then written with every registered secret
+/// scrubbed (whatever field, error or echoed body it came in).
+struct ScrubbedLine(Vec<u8>);
+
+impl std::io::Write for ScrubbedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let text = String::from_utf8_lossy(&self.0);
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(rivulet_http::secrets::scrub(&text).as_bytes());
+    }
+}
+
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RIVULET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -74,7 +99,7 @@ fn init_logs(format: LogFormat) {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbedLine(Vec::new()))
         .with_target(false)
         .with_ansi(color);
     match format {
@@ -332,16 +357,17 @@ fn print_summary(
         "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
         "flow", "runs", "read", "succeeded", "failed", "skipped"
     );
+    let scrub = |t: &str| rivulet_http::secrets::scrub(t).into_owned();
     for (name, f) in &summary.flows {
         println!(
             "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
             name, f.runs, f.counts.read, f.counts.succeeded, f.counts.failed, f.counts.skipped
         );
         for e in &f.errors {
-            println!("  error: {e}");
+            println!("  error: {}", scrub(e));
         }
         if let Some(w) = &f.waiting {
-            println!("  gave up waiting: {w}");
+            println!("  gave up waiting: {}", scrub(w));
         }
     }
     println!("search calls: {}", summary.search_calls);

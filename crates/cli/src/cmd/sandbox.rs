@@ -84,15 +84,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let sandbox = Sandbox::start(config).await.context("starting the sandbox")?;
         let url = sandbox.url();
         let store = sandbox.store();
-        println!("HubSpot sandbox listening on {url}");
-        println!(
-            "  {} companies, {} contacts",
+        // One write, and a closed stdout (a script that read the first line and left) is not a
+        // reason to stop serving.
+        let banner = format!(
+            "HubSpot sandbox listening on {url}\n  {} companies, {} contacts\n  try:  curl -s -H 'Authorization: Bearer test' '{url}/crm/v3/objects/contacts?limit=2'\n        curl -s '{url}/_sandbox/stats'\n  point a connection at it with `base_url: {url}`; Ctrl-C stops it\n",
             store.count("companies").unwrap_or(0),
             store.count("contacts").unwrap_or(0)
         );
-        println!("  try:  curl -s -H 'Authorization: Bearer test' '{url}/crm/v3/objects/contacts?limit=2'");
-        println!("        curl -s '{url}/_sandbox/stats'");
-        println!("  point a connection at it with `base_url: {url}`; Ctrl-C stops it");
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+        }
         tokio::signal::ctrl_c().await.ok();
         sandbox.shutdown().await;
         Ok(ExitCode::SUCCESS)

@@ -476,7 +476,7 @@ fn human(out: &mut impl Write, outcomes: &[Outcome]) -> std::io::Result<()> {
             writeln!(out, "    the flow is invalid:")?;
         }
         for e in &o.errors {
-            writeln!(out, "    {e}")?;
+            writeln!(out, "    {}", crate::render::printable(e))?;
         }
         for d in &o.diff {
             match d {

@@ -255,6 +255,8 @@ pub struct LedgerEntry {
     pub state: LedgerState,
     /// The target's id once done (a HubSpot record id).
     pub target_id: Option<String>,
+    /// When it was announced (or last changed).
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// A write that can be undone, announced before it was made.

@@ -9,12 +9,12 @@ use super::{
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rivulet_http::SharedClock;
+use rivulet_http::secrets::{scrub, scrub_owned};
 
 /// Migrations, in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -360,7 +360,7 @@ impl StateStore for SqliteStore {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<(), StateError> {
-        let (at, error) = (rfc3339(finished_at), error.map(str::to_string));
+        let (at, error) = (rfc3339(finished_at), error.map(|e| scrub(e).into_owned()));
         self.with(move |c| {
             c.execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, error = ?4 WHERE id = ?1",
@@ -419,7 +419,7 @@ impl StateStore for SqliteStore {
         let wanted = serde_json::to_string(keys).map_err(|e| StateError::Backend(e.to_string()))?;
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT l.record_key, l.state, l.target_id FROM json_each(?3) AS k
+                "SELECT l.record_key, l.state, l.target_id, l.updated_at FROM json_each(?3) AS k
                  CROSS JOIN ledger AS l ON l.flow = ?1 AND l.action = ?2 AND l.record_key = k.value",
             )?;
             let rows = stmt.query_map(params![flow, action as i64, wanted], |r| {
@@ -431,6 +431,10 @@ impl StateStore for SqliteStore {
                     LedgerEntry {
                         state,
                         target_id: r.get(2)?,
+                        at: r
+                            .get::<_, Option<String>>(3)?
+                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                            .map(|t| t.with_timezone(&Utc)),
                     },
                 ))
             })?;
@@ -665,10 +669,10 @@ impl StateStore for SqliteStore {
         why: &str,
     ) -> Result<u64, StateError> {
         let flows = flows
-            .map(|f| serde_json::to_string(f))
+            .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StateError::Backend(e.to_string()))?;
-        let (at, why) = (rfc3339(at), why.to_string());
+        let (at, why) = (rfc3339(at), scrub(why).into_owned());
         self.with(move |c| {
             c.execute(
                 "UPDATE runs SET status = ?1, finished_at = ?2, error = ?3
@@ -752,6 +756,8 @@ fn apply(
             "INSERT INTO failed_records (flow, run_id, record_key, version, origin, action, error, record, failed_at, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
+        // Nothing that reaches the state holds a secret (an error body a server echoed, a
+        // record that carried one).
         for f in &commit.failed {
             stmt.execute(params![
                 flow,
@@ -760,8 +766,8 @@ fn apply(
                 f.version,
                 f.origin,
                 f.action.map(|a| a as i64),
-                f.error,
-                f.record.as_ref().map(Value::to_string),
+                scrub(&f.error),
+                f.record.as_ref().map(|r| scrub_owned(r.to_string())),
                 at,
                 FailureStatus::Failed.as_str(),
             ])?;
@@ -975,7 +981,8 @@ mod tests {
             l["a"],
             LedgerEntry {
                 state: LedgerState::Done,
-                target_id: Some("901".into())
+                target_id: Some("901".into()),
+                at: l["a"].at,
             }
         );
         assert!(!l.contains_key("b"));

@@ -250,8 +250,10 @@ pub struct HubSpotAction {
     /// update, or for a company upsert the record to update when not empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// For upserts: a unique property to match records on (contacts: the external ID field,
-    /// e.g. `email`; companies: a custom unique property). It must be mapped.
+    /// A unique property that identifies records (contacts: the external ID field, e.g.
+    /// `email`; companies: a custom unique property). Upserts match records on it; creates
+    /// that a crash left in doubt are looked up by it (companies without it: by `domain`).
+    /// It must be mapped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub match_on: Option<String>,
     /// For company upserts by `id`: create the record when the given ID does not exist,
@@ -535,14 +537,11 @@ pub fn check_action(c: &mut Checker<'_>, flow: &Flow, hs: &HubSpotAction) {
     }
     if let Some(match_on) = &hs.match_on {
         let pos = c.value_pos(&["match_on"]);
-        if hs.operation != Operation::Upsert {
+        if hs.operation == Operation::Update {
             c.warning(
                 "unused_key",
                 pos,
-                format!(
-                    "`match_on` is only used by `upsert`, not `{}`",
-                    hs.operation.as_str()
-                ),
+                "`match_on` is used by `upsert` (to match records) and `create` (to look up a create a crash left in doubt), not by `update`",
             );
         } else if !mapped(match_on) {
             c.error("unmapped_match_on", pos, format!("`match_on: {match_on}` is not in the mapping, so records have nothing to match by"))

@@ -32,6 +32,15 @@ use rivulet_spec::model::{AfterRead, FileFormat, FileSource};
 /// Most bytes of a bad line kept as its `raw` text.
 const RAW_LIMIT: usize = 64 * 1024;
 
+use crate::record::MAX_RECORD_BYTES;
+
+fn too_large(limit: usize) -> String {
+    format!(
+        "the record is larger than {} KiB, the most one record may take; it is skipped and the rest go on",
+        limit / 1024
+    )
+}
+
 /// Reads the files a [`FileSource`] matches, page by page. File I/O blocks, so each page is
 /// read on tokio's blocking pool, never on an async worker.
 #[derive(Debug)]
@@ -532,11 +541,85 @@ fn bad(key: String, origin: String, message: String, raw: Option<String>) -> Ite
     }
 }
 
+/// A file read on a budget: past `limit` bytes since the budget was last reset, reads fail with
+/// [`RecordTooLarge`], so a CSV parser cannot take one giant record into memory.
+struct Budgeted {
+    file: File,
+    used: usize,
+    limit: usize,
+}
+
+/// The error a [`Budgeted`] read fails with.
+#[derive(Debug)]
+struct RecordTooLarge;
+
+impl std::fmt::Display for RecordTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("record too large")
+    }
+}
+
+impl std::error::Error for RecordTooLarge {}
+
+impl Read for Budgeted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.used > self.limit {
+            return Err(io::Error::other(RecordTooLarge));
+        }
+        let n = self.file.read(buf)?;
+        self.used += n;
+        Ok(n)
+    }
+}
+
+impl Seek for Budgeted {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<RecordTooLarge>())
+}
+
+/// Where the CSV record starting at byte `start` ends (just past its line break, quotes
+/// respected), and how many line breaks it holds; read in bounded chunks.
+fn csv_record_end(path: &Path, start: u64) -> io::Result<(u64, u64)> {
+    let mut file = BufReader::with_capacity(64 * 1024, File::open(path)?);
+    file.seek(SeekFrom::Start(start))?;
+    let (mut at, mut lines, mut quoted) = (start, 0u64, false);
+    loop {
+        let chunk = file.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((at, lines));
+        }
+        let n = chunk.len();
+        for (i, b) in chunk.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' => {
+                    lines += 1;
+                    if !quoted {
+                        let end = at + i as u64 + 1;
+                        return Ok((end, lines));
+                    }
+                }
+                _ => {}
+            }
+        }
+        file.consume(n);
+        at += n as u64;
+    }
+}
+
 /// CSV rows.
 struct CsvRows {
     rel: String,
     version: String,
-    rdr: csv::Reader<File>,
+    path: PathBuf,
+    delimiter: u8,
+    rdr: csv::Reader<Budgeted>,
     /// A second handle, to fetch the raw text of bad rows.
     raw: File,
     headers: Vec<String>,
@@ -565,7 +648,11 @@ impl CsvRows {
         delimiter: u8,
         resume: Option<Pos>,
     ) -> io::Result<CsvRows> {
-        let file = File::open(path)?;
+        let file = Budgeted {
+            file: File::open(path)?,
+            used: 0,
+            limit: MAX_RECORD_BYTES,
+        };
         let raw = File::open(path)?;
         let mut rdr = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -590,6 +677,8 @@ impl CsvRows {
         Ok(CsvRows {
             rel: rel.to_string(),
             version: version.to_string(),
+            path: path.to_path_buf(),
+            delimiter,
             rdr,
             raw,
             headers,
@@ -617,6 +706,7 @@ impl CsvRows {
 
     fn next(&mut self) -> io::Result<Option<(Item, Pos)>> {
         let before = self.rdr.position().clone();
+        self.rdr.get_mut().used = 0;
         let result = self.rdr.read_byte_record(&mut self.record);
         match result {
             Ok(false) => Ok(None),
@@ -648,6 +738,27 @@ impl CsvRows {
                     }
                     None => record(key, &self.version, data, origin),
                 };
+                Ok(Some((item, self.pos())))
+            }
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(io) if is_too_large(io)) => {
+                // Too big to hold: the record fails alone, and reading goes on after it.
+                let (end, lines) = csv_record_end(&self.path, before.byte())?;
+                let line = before.line();
+                let raw = self.raw_between(before.byte(), end);
+                let resume = Pos {
+                    offset: end,
+                    line: line + lines,
+                    index: self.index + 1,
+                };
+                let (path, rel, version) =
+                    (self.path.clone(), self.rel.clone(), self.version.clone());
+                *self = CsvRows::open(&path, &rel, &version, self.delimiter, Some(resume))?;
+                let item = bad(
+                    format!("{rel}:{line}"),
+                    format!("{rel} line {line}"),
+                    too_large(MAX_RECORD_BYTES),
+                    raw,
+                );
                 Ok(Some((item, self.pos())))
             }
             Err(e) => {
@@ -708,7 +819,7 @@ impl JsonLines {
     fn next(&mut self) -> io::Result<Option<(Item, Pos)>> {
         loop {
             self.buf.clear();
-            let n = self.rdr.read_until(b'\n', &mut self.buf)?;
+            let (n, oversize) = read_line_bounded(&mut self.rdr, &mut self.buf, MAX_RECORD_BYTES)?;
             if n == 0 {
                 return Ok(None);
             }
@@ -722,6 +833,12 @@ impl JsonLines {
             let key = format!("{}:{line}", self.rel);
             let origin = format!("{} line {line}", self.rel);
             let item = match serde_json::from_slice::<Value>(&self.buf) {
+                _ if oversize => bad(
+                    key,
+                    origin,
+                    too_large(MAX_RECORD_BYTES),
+                    Some(raw_text(&self.buf)),
+                ),
                 Ok(Value::Object(m)) => record(key, &self.version, m, origin),
                 Ok(_) => bad(
                     key,
@@ -744,6 +861,44 @@ impl JsonLines {
     }
 }
 
+/// Reads one line (through its `\n`) into `buf`, keeping at most `limit` bytes: the rest of a
+/// longer line is read and dropped. Returns the bytes consumed and whether the line was cut.
+fn read_line_bounded(
+    rdr: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<(usize, bool)> {
+    let mut consumed = 0;
+    let mut cut = false;
+    loop {
+        let available = match rdr.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((consumed, cut));
+        }
+        let (chunk, done) = match memchr_newline(available) {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let room = limit.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        cut |= chunk.len() > room;
+        let n = chunk.len();
+        rdr.consume(n);
+        consumed += n;
+        if done {
+            return Ok((consumed, cut));
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|b| *b == b'\n')
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ArrayState {
     Start,
@@ -763,6 +918,8 @@ struct JsonArray {
     state: ArrayState,
     single: bool,
     buf: Vec<u8>,
+    /// The value being read passed the record size limit.
+    oversize: bool,
 }
 
 impl JsonArray {
@@ -790,6 +947,7 @@ impl JsonArray {
             state,
             single: false,
             buf: Vec::new(),
+            oversize: false,
         })
     }
 
@@ -824,9 +982,12 @@ impl JsonArray {
         }
     }
 
-    /// Reads one JSON value's bytes into `buf`; `Err` text when the file ends inside it.
+    /// Reads one JSON value's bytes into `buf` (at most [`MAX_RECORD_BYTES`]: past that the
+    /// value is scanned to its end without being kept, and `oversize` is set); `Err` text when
+    /// the file ends inside it.
     fn read_value(&mut self) -> io::Result<Result<(), String>> {
         self.buf.clear();
+        self.oversize = false;
         let Some(first) = self.peek()? else {
             return Ok(Err("the file ends where a value should be".into()));
         };
@@ -839,7 +1000,7 @@ impl JsonArray {
                     return Ok(Err("the file ends inside a value".into()));
                 };
                 self.bump(b);
-                self.buf.push(b);
+                self.keep(b);
                 if in_string {
                     if escape {
                         escape = false;
@@ -870,7 +1031,7 @@ impl JsonArray {
             match self.peek()? {
                 Some(b) if !(b.is_ascii_whitespace() || b == b',' || b == b']') => {
                     self.bump(b);
-                    self.buf.push(b);
+                    self.keep(b);
                 }
                 _ => break,
             }
@@ -879,6 +1040,14 @@ impl JsonArray {
             return Ok(Err(format!("expected a value at byte {}", self.pos.offset)));
         }
         Ok(Ok(()))
+    }
+
+    fn keep(&mut self, b: u8) {
+        if self.buf.len() < MAX_RECORD_BYTES {
+            self.buf.push(b);
+        } else {
+            self.oversize = true;
+        }
     }
 
     /// A bad item that ends the file.
@@ -900,6 +1069,12 @@ impl JsonArray {
         let key = format!("{}#{n}", self.rel);
         let origin = format!("{} item {n} (line {line})", self.rel);
         let item = match serde_json::from_slice::<Value>(&self.buf) {
+            _ if self.oversize => bad(
+                key,
+                origin,
+                too_large(MAX_RECORD_BYTES),
+                Some(raw_text(&self.buf)),
+            ),
             Ok(Value::Object(m)) => record(key, &self.version, m, origin),
             Ok(_) => bad(
                 key,

@@ -155,6 +155,12 @@ impl HttpClient {
                 setting: setting.clone(),
                 source,
             })?;
+            // What came from the environment may be a credential: scrubbed wherever it shows.
+            for var in rivulet_spec::env::references(&conn.headers[name]).unwrap_or_default() {
+                if let Ok(v) = std::env::var(&var.name) {
+                    rivulet_http::secrets::register(&v);
+                }
+            }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::Config(format!("`{name}` is not a valid header name")))?;
             let value = HeaderValue::from_str(&value).map_err(|_| {

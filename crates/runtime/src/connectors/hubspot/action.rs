@@ -3,7 +3,14 @@
 use crate::connector::{Action, RetrySafety};
 use crate::record::{ActionOutcome, Prepared};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long HubSpot's search may take to show a record just created; a create in doubt is
+/// looked up by search only once this long has passed since it was announced.
+const SEARCH_LAG: Duration = Duration::from_secs(10);
 use rivulet_hubspot::{Client, ObjectType, WriteInput, WriteOutcome};
 use rivulet_mapping::{Context, FieldSpec, Mapping, OutputMode};
 use rivulet_spec::model::{HubSpotAction, Operation};
@@ -69,26 +76,84 @@ impl HubSpotWriter {
         }
     }
 
-    /// After a crash interrupted a create, whether HubSpot has the record: looked up by the
-    /// object's unique property (a contact's email) when the mapping provides it. `Ok(None)`
-    /// means it surely does not exist; `Err` means nobody can tell.
-    async fn lookup_created(&self, p: &Prepared<'_>) -> Result<Option<String>, String> {
-        let Some(prop) = self.object.unique_property() else {
-            return Err("this object type has no unique property to look the record up by".into());
+    /// After an interruption left creates in doubt, whether HubSpot has the records, looked up
+    /// by their natural key, a page at a time: a unique property (`match_on`, a contact's
+    /// email) by batch read, which is exact at once; a company's `domain` by search among the
+    /// companies created since the create was announced — once search's index has caught up,
+    /// since it shows new records only after a few seconds.
+    async fn lookup_created(
+        &self,
+        records: &[Prepared<'_>],
+        announced: &[Option<DateTime<Utc>>],
+    ) -> Vec<Result<Option<String>, String>> {
+        let (property, unique) = match (&self.match_on, self.object.unique_property()) {
+            (Some(p), _) => (p.as_str(), true),
+            (None, Some(p)) => (p, true),
+            (None, None) if self.object == ObjectType::Companies => ("domain", false),
+            (None, None) => {
+                let why = format!(
+                    "{} records have no natural key to look them up by; set `match_on` to a unique property",
+                    self.object
+                );
+                return records.iter().map(|_| Err(why.clone())).collect();
+            }
         };
-        let Some(value) = p
-            .fields
-            .get(prop)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        else {
-            return Err(format!("the record has no `{prop}` to look it up by"));
+        let values: Vec<Option<String>> = records
+            .iter()
+            .map(|p| {
+                p.fields
+                    .get(property)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            })
+            .collect();
+        let asked: Vec<String> = values.iter().flatten().cloned().collect();
+        let found: Result<HashMap<String, Vec<String>>, String> = if unique {
+            self.client
+                .find_by_unique(&self.object, property, &asked)
+                .await
+                .map(|m| m.into_iter().map(|(k, v)| (k, vec![v])).collect())
+                .map_err(|e| e.to_string())
+        } else {
+            let since = announced.iter().flatten().min().copied();
+            if let Some(since) = since {
+                let ready = since + chrono::Duration::from_std(SEARCH_LAG).unwrap_or_default();
+                let wait = (ready - self.client.config().clock.now())
+                    .to_std()
+                    .unwrap_or_default();
+                if !wait.is_zero() {
+                    tracing::info!(
+                        wait_s = wait.as_secs_f64(),
+                        "waiting for HubSpot's search index before looking up interrupted creates"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            // A minute of slack for clocks that disagree.
+            let created_since = since.map(|t| t.timestamp_millis().saturating_sub(60_000));
+            self.client
+                .find_by_property(&self.object, property, &asked, created_since)
+                .await
+                .map_err(|e| e.to_string())
         };
-        match self.client.get(&self.object, value, Some(prop), &[]).await {
-            Ok(found) => Ok(found.map(|o| o.id)),
-            Err(e) => Err(e.to_string()),
-        }
+        values
+            .into_iter()
+            .map(|value| {
+                let value = value
+                    .ok_or_else(|| format!("the record has no `{property}` to look it up by"))?;
+                match found.as_ref().map_err(Clone::clone)?.get(&value).map(Vec::as_slice) {
+                    None | Some([]) => Ok(None),
+                    Some([id]) => Ok(Some(id.clone())),
+                    Some(ids) => Err(format!(
+                        "{} {} records with {property} `{value}` were created since: check them before replaying",
+                        ids.len(),
+                        self.object
+                    )),
+                }
+            })
+            .collect()
     }
 
     fn target(&self, p: &Prepared<'_>, ctx: &Context) -> Result<Target, String> {
@@ -303,8 +368,12 @@ impl Action for HubSpotWriter {
         self.write_batch(batch, known_ids, ctx).await
     }
 
-    async fn find_created(&self, record: &Prepared<'_>) -> Result<Option<String>, String> {
-        self.lookup_created(record).await
+    async fn find_created(
+        &self,
+        records: &[Prepared<'_>],
+        announced: &[Option<DateTime<Utc>>],
+    ) -> Vec<Result<Option<String>, String>> {
+        self.lookup_created(records, announced).await
     }
 }
 

@@ -26,6 +26,14 @@ fn resolve(text: &str) -> Result<String, String> {
     env::interpolate_env(text).map_err(|e| e.to_string())
 }
 
+/// [`resolve`] for a secret: the value is registered, so it is scrubbed from whatever is
+/// logged, printed or stored.
+fn secret(text: &str) -> Result<SecretString, String> {
+    let value = resolve(text)?;
+    rivulet_http::secrets::register(&value);
+    Ok(SecretString::from(value))
+}
+
 /// The client of a HubSpot connection (`dir`: the connections file's folder, where a
 /// `token_file` is found), or of the sandbox at `over` (URL, token) instead.
 pub fn client(
@@ -37,17 +45,22 @@ pub fn client(
         (url.clone(), Auth::Token(SecretString::from(token.clone())))
     } else {
         let auth = if let Some(token) = &hs.token {
-            Auth::Token(SecretString::from(resolve(token)?))
+            Auth::Token(secret(token)?)
         } else if let Some(file) = &hs.token_file {
             let path = dir.join(resolve(file)?);
-            let token = std::fs::read_to_string(&path)
-                .map_err(|e| format!("token file {}: {e}", path.display()))?;
+            let token = rivulet_spec::load::read_regular_file(&path, 64 * 1024)
+                .map_err(|e| format!("token file {}: {e}", path.display()))
+                .and_then(|bytes| {
+                    String::from_utf8(bytes)
+                        .map_err(|_| format!("token file {} is not text", path.display()))
+                })?;
+            rivulet_http::secrets::register(token.trim());
             Auth::Token(SecretString::from(token.trim().to_string()))
         } else if let Some(o) = &hs.oauth {
             Auth::OAuth {
                 client_id: resolve(&o.client_id)?,
-                client_secret: SecretString::from(resolve(&o.client_secret)?),
-                refresh_token: SecretString::from(resolve(&o.refresh_token)?),
+                client_secret: secret(&o.client_secret)?,
+                refresh_token: secret(&o.refresh_token)?,
                 token_url: resolve(&o.token_url)?,
             }
         } else {
