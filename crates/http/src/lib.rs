@@ -23,7 +23,10 @@ pub mod throttle;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use error::{Error, StopReason};
-pub use policy::{DEFAULT_MAX_BODY_BYTES, Hooks, Policy, PolicyConfig, RateLimitAction, Stats};
+pub use policy::{
+    DEFAULT_MAX_BODY_BYTES, Hooks, Policy, PolicyConfig, RateLimitAction, Stats, count_calls,
+    counted,
+};
 pub use request::{Request, Response};
 pub use reqwest::{Method, StatusCode, Url, header};
 pub use retry::{Class, RetryPolicy, TransportKind, classify_status, parse_retry_after};

@@ -115,6 +115,31 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+tokio::task_local! {
+    /// The requests of the work being counted (see [`count_calls`]).
+    static CALLS: Arc<AtomicU64>;
+}
+
+/// Runs `work`, counting every request it sends through any policy (each attempt counts):
+/// how a run learns the API calls it cost, whatever connections its actions share with other
+/// flows. Tasks `work` spawns are counted when spawned through [`counted`].
+pub async fn count_calls<F: Future>(work: F) -> (F::Output, u64) {
+    let counter = Arc::new(AtomicU64::new(0));
+    let out = CALLS.scope(Arc::clone(&counter), work).await;
+    (out, counter.load(Ordering::Relaxed))
+}
+
+/// `work`, counted by the [`count_calls`] it is spawned from (if any): wrap what is spawned.
+pub fn counted<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let counter = CALLS.try_with(Arc::clone).ok();
+    async move {
+        match counter {
+            Some(c) => CALLS.scope(c, work).await,
+            None => work.await,
+        }
+    }
+}
+
 /// What to do about a 429.
 #[derive(Debug)]
 pub enum RateLimitAction {
@@ -319,6 +344,7 @@ impl Policy {
                 })?;
             sends += 1;
             bump(&counters.requests);
+            let _ = CALLS.try_with(|c| c.fetch_add(1, Ordering::Relaxed));
             if sends > 1 {
                 bump(&counters.retries);
             }

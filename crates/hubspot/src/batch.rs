@@ -455,7 +455,7 @@ impl Client {
             let mut call = Call::post(format!("{}/batch/read", object.path()), body);
             call.batch = true;
             let client = self.clone();
-            set.spawn(async move {
+            set.spawn(rivulet_http::counted(async move {
                 let answer = match client.send(&call).await {
                     Ok(a) => a,
                     Err(e) if e.is_not_found() => return Ok((n, Vec::new())),
@@ -463,7 +463,7 @@ impl Client {
                 };
                 let parsed: BatchAnswer = decode(&call.path, &answer.body)?;
                 Ok((n, parsed.results.into_iter().map(|r| r.object).collect()))
-            });
+            }));
         }
         let mut pages: Vec<(usize, Vec<Object>)> = Vec::new();
         while let Some(joined) = set.join_next().await {
@@ -531,7 +531,9 @@ impl Client {
                 let client = self.clone();
                 let object = object.clone();
                 let op = op.clone();
-                set.spawn(async move { client.write_chunk(&object, &op, chunk, RESENDS).await });
+                set.spawn(rivulet_http::counted(async move {
+                    client.write_chunk(&object, &op, chunk, RESENDS).await
+                }));
             }
             while let Some(joined) = set.join_next().await {
                 match joined {
@@ -666,7 +668,7 @@ impl Client {
             let client = self.clone();
             let object = object.clone();
             let id_property = id_property.clone();
-            set.spawn(async move {
+            set.spawn(rivulet_http::counted(async move {
                 let key = it.key.clone().unwrap_or_default();
                 let outcome = match client
                     .update(&object, &key, id_property.as_deref(), &it.input)
@@ -676,7 +678,7 @@ impl Client {
                     Err(e) => WriteOutcome::Failed(RecordError::from(&e)),
                 };
                 (it.index, outcome)
-            });
+            }));
         }
         let mut done = Vec::new();
         while let Some(joined) = set.join_next().await {

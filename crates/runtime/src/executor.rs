@@ -144,6 +144,7 @@ impl FlowRuntime {
                         action: None,
                         error: message,
                         record: raw.map(Value::String),
+                        sent: None,
                     });
                 }
             }
@@ -197,6 +198,7 @@ impl FlowRuntime {
                         .collect::<Vec<_>>()
                         .join("; "),
                     record: Some(record.data),
+                    sent: None,
                 }),
             }
         }
@@ -212,9 +214,18 @@ impl FlowRuntime {
             if live.is_empty() {
                 break;
             }
-            let outcomes = self
-                .run_action(index, action.as_ref(), &live, ctx, &mut commit, &mut marks)
-                .await?;
+            let (outcomes, calls) = rivulet_http::count_calls(self.run_action(
+                index,
+                action.as_ref(),
+                &live,
+                ctx,
+                &mut commit,
+                &mut marks,
+            ))
+            .await;
+            let outcomes = outcomes?;
+            counts.api_calls += calls;
+            let mode = action.output_mode();
             if action.retry_safety() == RetrySafety::AtLeastOnceWithKey {
                 keyed.extend(
                     live.iter()
@@ -239,11 +250,14 @@ impl FlowRuntime {
             for (l, outcome) in live.into_iter().zip(outcomes) {
                 match outcome {
                     ActionOutcome::Done { .. } => still.push(l),
-                    ActionOutcome::Failed { message } => failed.push(failure(l, index, message)),
+                    ActionOutcome::Failed { message } => {
+                        failed.push(failure(l, index, mode, message))
+                    }
                     ActionOutcome::Unknown { reason } | ActionOutcome::Transient { reason } => {
                         failed.push(failure(
                             l,
                             index,
+                            mode,
                             format!(
                                 "outcome unknown ({reason}); check the target before replaying"
                             ),
@@ -529,8 +543,15 @@ fn apply_guarded(
     })
 }
 
-fn failure(l: Live, action: usize, error: String) -> FailedRecord {
+fn failure(l: Live, action: usize, mode: OutputMode, error: String) -> FailedRecord {
+    let sent = Value::Object(
+        l.fields(mode)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
     FailedRecord {
+        sent: Some(sent),
         key: l.record.key,
         version: l.record.version,
         origin: l.record.origin,

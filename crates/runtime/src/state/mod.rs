@@ -188,6 +188,8 @@ pub struct FailedRecord {
     pub error: String,
     /// The source record, for replay.
     pub record: Option<Value>,
+    /// What the failing action was given (the mapped fields), when it got that far.
+    pub sent: Option<Value>,
 }
 
 /// A stored failed record.
@@ -216,8 +218,11 @@ pub struct Counts {
     pub succeeded: u64,
     /// Records kept as failed.
     pub failed: u64,
-    /// Records skipped as already delivered.
+    /// Records read again where windows overlap and dropped as already delivered (not
+    /// records of this run: they were delivered by an earlier one).
     pub skipped: u64,
+    /// Calls the run's actions made to their systems (HTTP requests, retries included).
+    pub api_calls: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -226,7 +231,34 @@ impl std::ops::AddAssign for Counts {
         self.succeeded += o.succeeded;
         self.failed += o.failed;
         self.skipped += o.skipped;
+        self.api_calls += o.api_calls;
     }
+}
+
+/// Which failed records to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureFilter {
+    /// Of this flow only.
+    pub flow: Option<String>,
+    /// In this status only.
+    pub status: Option<FailureStatus>,
+    /// Of this run only.
+    pub run_id: Option<i64>,
+    /// These ids only.
+    pub ids: Option<Vec<i64>>,
+    /// At most this many (oldest first).
+    pub limit: usize,
+}
+
+/// A flow's cursor as stored, for `rivulet cursor show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCursor {
+    /// The flow.
+    pub flow: String,
+    /// The cursor.
+    pub cursor: Cursor,
+    /// When it last moved (RFC 3339).
+    pub updated_at: String,
 }
 
 /// A stored run.
@@ -422,13 +454,32 @@ pub trait StateStore: Send + Sync {
     async fn commit(&self, flow: &str, commit: &Commit) -> Result<(), StateError>;
     /// Recent runs, newest first.
     async fn runs(&self, flow: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError>;
-    /// Failed records in `status`, oldest first.
+    /// One run.
+    async fn run(&self, id: i64) -> Result<Option<RunRow>, StateError>;
+    /// Failed records matching `filter`, oldest first.
+    async fn find_failures(&self, filter: &FailureFilter)
+    -> Result<Vec<StoredFailure>, StateError>;
+    /// Failed records of `flow` (all flows when `None`) in `status`, oldest first.
     async fn failures(
         &self,
         flow: Option<&str>,
         status: FailureStatus,
         limit: usize,
-    ) -> Result<Vec<StoredFailure>, StateError>;
+    ) -> Result<Vec<StoredFailure>, StateError> {
+        self.find_failures(&FailureFilter {
+            flow: flow.map(str::to_string),
+            status: Some(status),
+            limit,
+            ..FailureFilter::default()
+        })
+        .await
+    }
+    /// The stored cursors (of one flow, or all), by flow name.
+    async fn cursors(&self, flow: Option<&str>) -> Result<Vec<StoredCursor>, StateError>;
+    /// Forgets a flow's cursor: it starts afresh (from `start_from`, or its source's start).
+    async fn delete_cursor(&self, flow: &str) -> Result<(), StateError>;
+    /// Every lease, for `rivulet runners`.
+    async fn leases(&self) -> Result<Vec<Lease>, StateError>;
     /// Sets the status of failed records.
     async fn set_failure_status(
         &self,

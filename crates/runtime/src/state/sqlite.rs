@@ -3,8 +3,8 @@
 //! runs on tokio's blocking pool, never on an async worker.
 
 use super::{
-    Commit, Counts, Cursor, FailedRecord, FailureStatus, Holder, Lease, LedgerEntry, LedgerState,
-    RunRow, RunStatus, StateError, StateStore, StoredFailure, UndoMark,
+    Commit, Counts, Cursor, FailedRecord, FailureFilter, FailureStatus, Holder, Lease, LedgerEntry,
+    LedgerState, RunRow, RunStatus, StateError, StateStore, StoredCursor, StoredFailure, UndoMark,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -102,6 +102,12 @@ CREATE TABLE leases (
     expires_ms INTEGER NOT NULL
 );
 CREATE INDEX failed_by_key ON failed_records (flow, record_key, status);
+"#,
+    // What a failed action was given, and the calls each run made.
+    r#"
+ALTER TABLE failed_records ADD COLUMN sent TEXT;
+ALTER TABLE runs ADD COLUMN api_calls INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX failed_by_run ON failed_records (run_id);
 "#,
 ];
 
@@ -519,62 +525,121 @@ impl StateStore for SqliteStore {
     async fn runs(&self, flow: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
         let flow = flow.map(str::to_string);
         self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error FROM runs
-                 WHERE (?1 IS NULL OR flow = ?1) ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![flow, limit as i64], |r| {
-                Ok(RunRow {
-                    id: r.get(0)?,
-                    flow: r.get(1)?,
-                    started_at: r.get(2)?,
-                    finished_at: r.get(3)?,
-                    status: run_status(r.get(4)?)?,
-                    counts: Counts {
-                        read: r.get::<_, i64>(5)? as u64,
-                        succeeded: r.get::<_, i64>(6)? as u64,
-                        failed: r.get::<_, i64>(7)? as u64,
-                        skipped: r.get::<_, i64>(8)? as u64,
-                    },
-                    error: r.get(9)?,
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR flow = ?1) ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![flow, limit as i64], run_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn run(&self, id: i64) -> Result<Option<RunRow>, StateError> {
+        self.with(move |c| {
+            c.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                run_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn cursors(&self, flow: Option<&str>) -> Result<Vec<StoredCursor>, StateError> {
+        let flow = flow.map(str::to_string);
+        let rows: Vec<(String, String, String, String)> = self
+            .with(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT flow, identity, state, updated_at FROM cursors WHERE (?1 IS NULL OR flow = ?1) ORDER BY flow",
+                )?;
+                let rows = stmt.query_map([flow], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(flow, identity, state, updated_at)| {
+                let state = serde_json::from_str(&state).map_err(|e| {
+                    StateError::Corrupt(format!("the stored cursor of `{flow}` is not JSON ({e})"))
+                })?;
+                Ok(StoredCursor {
+                    flow,
+                    cursor: Cursor { identity, state },
+                    updated_at,
                 })
+            })
+            .collect()
+    }
+
+    async fn delete_cursor(&self, flow: &str) -> Result<(), StateError> {
+        let flow = flow.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM cursors WHERE flow = ?1", [flow])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>, StateError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT holder, pid, host, since, token, expires_ms, name FROM leases ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let name: String = r.get(6)?;
+                lease_row(r, &name)
             })?;
             rows.collect()
         })
         .await
     }
 
-    async fn failures(
+    async fn find_failures(
         &self,
-        flow: Option<&str>,
-        status: FailureStatus,
-        limit: usize,
+        filter: &FailureFilter,
     ) -> Result<Vec<StoredFailure>, StateError> {
-        let flow = flow.map(str::to_string);
+        let filter = filter.clone();
+        let ids = filter
+            .ids
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StateError::Backend(e.to_string()))?;
         self.with(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, flow, run_id, record_key, version, origin, action, error, record, failed_at, status FROM failed_records
-                 WHERE (?1 IS NULL OR flow = ?1) AND status = ?2 ORDER BY id LIMIT ?3",
+                "SELECT id, flow, run_id, record_key, version, origin, action, error, record, failed_at, status, sent FROM failed_records
+                 WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR run_id = ?3)
+                   AND (?4 IS NULL OR id IN (SELECT value FROM json_each(?4)))
+                 ORDER BY id LIMIT ?5",
             )?;
-            let rows = stmt.query_map(params![flow, status.as_str(), limit as i64], |r| {
-                Ok(StoredFailure {
-                    id: r.get(0)?,
-                    flow: r.get(1)?,
-                    run_id: r.get(2)?,
-                    failed_at: r.get(9)?,
-                    status: failure_status(r.get(10)?)?,
-                    failure: FailedRecord {
-                        key: r.get(3)?,
-                        version: r.get(4)?,
-                        origin: r.get(5)?,
-                        action: r.get::<_, Option<i64>>(6)?.map(|a| a as usize),
-                        error: r.get(7)?,
-                        record: r
-                            .get::<_, Option<String>>(8)?
-                            .and_then(|s| serde_json::from_str(&s).ok()),
-                    },
-                })
-            })?;
+            let json = |text: Option<String>| text.and_then(|s| serde_json::from_str(&s).ok());
+            let rows = stmt.query_map(
+                params![
+                    filter.flow,
+                    filter.status.map(FailureStatus::as_str),
+                    filter.run_id,
+                    ids,
+                    filter.limit as i64
+                ],
+                |r| {
+                    Ok(StoredFailure {
+                        id: r.get(0)?,
+                        flow: r.get(1)?,
+                        run_id: r.get(2)?,
+                        failed_at: r.get(9)?,
+                        status: failure_status(r.get(10)?)?,
+                        failure: FailedRecord {
+                            key: r.get(3)?,
+                            version: r.get(4)?,
+                            origin: r.get(5)?,
+                            action: r.get::<_, Option<i64>>(6)?.map(|a| a as usize),
+                            error: r.get(7)?,
+                            record: json(r.get(8)?),
+                            sent: json(r.get(11)?),
+                        },
+                    })
+                },
+            )?;
             rows.collect()
         })
         .await
@@ -735,12 +800,13 @@ fn apply(
         let keys = serde_json::to_string(&commit.succeeded_keys).map_err(conversion)?;
         tx.execute(
             "UPDATE failed_records SET status = ?3
-             WHERE flow = ?1 AND status = ?4 AND record_key IN (SELECT value FROM json_each(?2))",
+             WHERE flow = ?1 AND status IN (?4, ?5) AND record_key IN (SELECT value FROM json_each(?2))",
             params![
                 flow,
                 keys,
                 FailureStatus::Resolved.as_str(),
-                FailureStatus::Failed.as_str()
+                FailureStatus::Failed.as_str(),
+                FailureStatus::Replayed.as_str()
             ],
         )?;
     }
@@ -753,8 +819,8 @@ fn apply(
             stmt.execute(params![flow, key, version, at_ms])?;
         }
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO failed_records (flow, run_id, record_key, version, origin, action, error, record, failed_at, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO failed_records (flow, run_id, record_key, version, origin, action, error, record, failed_at, status, sent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         // Nothing that reaches the state holds a secret (an error body a server echoed, a
         // record that carried one).
@@ -770,6 +836,7 @@ fn apply(
                 f.record.as_ref().map(|r| scrub_owned(r.to_string())),
                 at,
                 FailureStatus::Failed.as_str(),
+                f.sent.as_ref().map(|r| scrub_owned(r.to_string())),
             ])?;
         }
         let mut stmt = tx.prepare_cached(
@@ -802,12 +869,32 @@ fn apply(
     let n = commit.counts;
     if n != Counts::default() {
         tx.execute(
-            "UPDATE runs SET read_count = read_count + ?2, succeeded = succeeded + ?3, failed = failed + ?4, skipped = skipped + ?5 WHERE id = ?1",
-            params![commit.run_id, n.read as i64, n.succeeded as i64, n.failed as i64, n.skipped as i64],
+            "UPDATE runs SET read_count = read_count + ?2, succeeded = succeeded + ?3, failed = failed + ?4, skipped = skipped + ?5, api_calls = api_calls + ?6 WHERE id = ?1",
+            params![commit.run_id, n.read as i64, n.succeeded as i64, n.failed as i64, n.skipped as i64, n.api_calls as i64],
         )?;
     }
     tx.commit()?;
     Ok(None)
+}
+
+const RUN_COLUMNS: &str = "id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error, api_calls";
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        started_at: r.get(2)?,
+        finished_at: r.get(3)?,
+        status: run_status(r.get(4)?)?,
+        counts: Counts {
+            read: r.get::<_, i64>(5)? as u64,
+            succeeded: r.get::<_, i64>(6)? as u64,
+            failed: r.get::<_, i64>(7)? as u64,
+            skipped: r.get::<_, i64>(8)? as u64,
+            api_calls: r.get::<_, i64>(10)? as u64,
+        },
+        error: r.get(9)?,
+    })
 }
 
 fn lease_row(r: &rusqlite::Row<'_>, name: &str) -> rusqlite::Result<Lease> {
