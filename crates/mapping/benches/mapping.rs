@@ -180,7 +180,64 @@ fn bench_cpu(c: &mut Criterion<ThreadCpu>) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Compile times of hostile and large templates (printed; `limits` bounds them): refusals are
+/// decided by a linear scan before Handlebars parses anything, and Handlebars' own compile time
+/// (placeholders × length) is bounded by the size limits.
+fn compile_times(_: &mut Criterion) {
+    use rivulet_mapping::limits::{
+        MAX_TEMPLATE_BYTES, MAX_TEMPLATE_DEPTH, MAX_TEMPLATE_PLACEHOLDERS,
+    };
+    let one = "{{record.a}} ";
+    let pad = "x".repeat(MAX_TEMPLATE_BYTES - one.len() * MAX_TEMPLATE_PLACEHOLDERS);
+    let cases = [
+        ("16,000 placeholders", one.repeat(16_000), false),
+        ("100,000 placeholders", one.repeat(100_000), false),
+        (
+            "10,000 nested {{#if}}",
+            format!(
+                "{}x{}",
+                "{{#if a}}".repeat(10_000),
+                "{{/if}}".repeat(10_000)
+            ),
+            false,
+        ),
+        (
+            "3,000 nested subexpressions",
+            format!("{{{{x {}y{}}}}}", "(x ".repeat(3_000), ")".repeat(3_000)),
+            false,
+        ),
+        (
+            "256 placeholders after 13 KiB of text (largest allowed)",
+            format!("{pad}{}", one.repeat(MAX_TEMPLATE_PLACEHOLDERS)),
+            true,
+        ),
+        (
+            "64 nested {{#if}} (deepest allowed)",
+            format!(
+                "{}x{}",
+                "{{#if record.a}}".repeat(MAX_TEMPLATE_DEPTH),
+                "{{/if}}".repeat(MAX_TEMPLATE_DEPTH)
+            ),
+            true,
+        ),
+    ];
+    println!("\ncompile times (best of 5):");
+    for (what, template, allowed) in cases {
+        let mut fields = IndexMap::new();
+        fields.insert("f".to_owned(), FieldSpec::template(template));
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let t0 = std::time::Instant::now();
+            let r = Mapping::compile(black_box(&fields));
+            best = best.min(t0.elapsed());
+            assert_eq!(r.is_ok(), allowed, "{what}");
+        }
+        let verdict = if allowed { "compiled" } else { "refused" };
+        println!("  {what:<58} {verdict} in {best:?}");
+    }
+}
+
+criterion_group!(benches, bench, compile_times);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(ThreadCpu);

@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::OutputMode;
+use crate::limits::{MAX_FIELD_BYTES, MAX_HINT_CHARS};
 use crate::spec::FieldType;
 
 /// The checks and conversion of one field, fixed at compile time.
@@ -61,6 +62,15 @@ pub(crate) enum Typed {
 }
 
 impl Typed {
+    /// About how many bytes the value takes (its text), for [`crate::limits::MAX_RECORD_BYTES`].
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Typed::Str(s) | Typed::Num(s) => s.len(),
+            Typed::Multi(v) => v.iter().map(|s| s.len() + 1).sum(),
+            _ => 8,
+        }
+    }
+
     /// The value as written to the target.
     ///
     /// Wire: every value is a JSON string in HubSpot's format. Native: numbers as numbers,
@@ -126,13 +136,34 @@ pub(crate) fn quote(s: &str) -> String {
     }
 }
 
-fn quote_value(v: &Value) -> String {
-    let text = v.to_string();
-    if text.chars().count() > 60 {
-        let cut: String = text.chars().take(60).collect();
+/// A value for an error message: its JSON, cut after 60 characters (without writing out more
+/// than that of a large value).
+pub(crate) fn quote_value(v: &Value) -> String {
+    const MAX: usize = 60;
+    /// Keeps the first bytes written and then refuses more.
+    struct Head(Vec<u8>);
+    impl std::io::Write for Head {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let room = (4 * MAX + 4).saturating_sub(self.0.len());
+            if room == 0 {
+                return Err(std::io::Error::other("enough"));
+            }
+            let n = b.len().min(room);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut head = Head(Vec::new());
+    let complete = serde_json::to_writer(&mut head, v).is_ok();
+    let text = String::from_utf8_lossy(&head.0);
+    if !complete || text.chars().count() > MAX {
+        let cut: String = text.chars().take(MAX).collect();
         format!("{cut}…")
     } else {
-        text
+        text.into_owned()
     }
 }
 
@@ -216,6 +247,7 @@ impl Rules {
         }
     }
 
+    #[inline]
     fn prepare<'s>(&'s self, text: &'s str) -> &'s str {
         let text = if self.trim { text.trim() } else { text };
         match &self.map {
@@ -226,6 +258,15 @@ impl Rules {
 
     /// Checks and converts one value given as text (a rendered template).
     pub(crate) fn convert_text(&self, text: &str) -> Result<Typed, String> {
+        if text.len() > MAX_FIELD_BYTES {
+            return Err(value_exceeds());
+        }
+        self.convert_checked(text)
+    }
+
+    /// [`Rules::convert_text`] for text within the size limit.
+    #[inline]
+    fn convert_checked(&self, text: &str) -> Result<Typed, String> {
         if self.ty == FieldType::MultiEnumeration {
             return self.multi_from_items(text.split(';').map(Cow::Borrowed));
         }
@@ -274,10 +315,15 @@ impl Rules {
         items: impl Iterator<Item = Cow<'s, str>>,
     ) -> Result<Typed, String> {
         let mut out = Vec::new();
+        let mut size = 0usize;
         for raw in items {
             let s = self.prepare(&raw);
             if s.is_empty() {
                 continue;
+            }
+            size += s.len() + 1;
+            if size > MAX_FIELD_BYTES + 1 {
+                return Err(value_exceeds());
             }
             if s.contains(';') {
                 return Err(format!(
@@ -321,9 +367,23 @@ impl Rules {
     }
 }
 
-/// The closest candidate by Jaro-Winkler similarity, if it is close enough.
+/// A field's value would be larger than [`MAX_FIELD_BYTES`].
+#[cold]
+fn value_exceeds() -> String {
+    format!(
+        "the value would exceed {} (the limit per field)",
+        crate::limits::bytes(MAX_FIELD_BYTES)
+    )
+}
+
+/// The closest candidate by Jaro-Winkler similarity, if it is close enough. Words longer than
+/// [`MAX_HINT_CHARS`] are not compared (the similarity takes quadratic time).
 pub(crate) fn closest<'c>(s: &str, candidates: impl Iterator<Item = &'c str>) -> Option<&'c str> {
+    if s.len() > 4 * MAX_HINT_CHARS || s.chars().count() > MAX_HINT_CHARS {
+        return None;
+    }
     candidates
+        .filter(|c| c.len() <= 4 * MAX_HINT_CHARS)
         .map(|c| {
             (
                 strsim::jaro_winkler(&s.to_lowercase(), &c.to_lowercase()),

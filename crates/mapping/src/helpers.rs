@@ -2,19 +2,25 @@
 //! adapter that enforces strict mode on their arguments.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use handlebars::{
-    Context as HbContext, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext,
-    RenderError, RenderErrorReason, ScopedJson,
+    BlockContext, BlockParams, Context as HbContext, Handlebars, Helper, HelperDef, HelperResult,
+    Output, RenderContext, RenderError, RenderErrorReason, Renderable, ScopedJson,
 };
 use serde_json::Value;
 
-use crate::convert::{When, parse_number, parse_when, quote, scalar_text};
+use crate::convert::{When, parse_number, parse_when, quote, quote_value, scalar_text};
+use crate::limits::{
+    LIST_ITEM_BYTES, MAX_FIELD_BYTES, MAX_FIELD_ITERATIONS, MAX_FIELD_WORK_BYTES, MAX_RENDER_TIME,
+    bytes,
+};
 use crate::path::{CompiledPath, Found};
 
 /// One template helper, for documentation (CLI `--help`, README).
@@ -197,12 +203,130 @@ pub(crate) enum Out {
 #[error("{0}")]
 pub(crate) struct NoValue(pub String);
 
+/// The work one field may still do while rendering one record ([`crate::limits`]): the bytes
+/// its helpers read and write, the iterations of `{{#each}}`, and (when Handlebars renders) a
+/// deadline.
+pub(crate) struct Budget {
+    work: Cell<usize>,
+    iterations: Cell<u64>,
+    deadline: Cell<Option<Instant>>,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget {
+            work: Cell::new(MAX_FIELD_WORK_BYTES),
+            iterations: Cell::new(MAX_FIELD_ITERATIONS),
+            deadline: Cell::new(None),
+        }
+    }
+
+    /// A full budget again, with a deadline.
+    pub(crate) fn reset(&self, deadline: Option<Instant>) {
+        self.work.set(MAX_FIELD_WORK_BYTES);
+        self.iterations.set(MAX_FIELD_ITERATIONS);
+        self.deadline.set(deadline);
+    }
+
+    /// Spends `n` bytes of work.
+    #[inline]
+    pub(crate) fn charge(&self, n: usize) -> Result<(), String> {
+        let left = self.work.get();
+        if n > left {
+            self.work.set(0);
+            return Err(format!(
+                "the template does too much work: its helpers would handle more than {} for \
+                 one record (the limit per field)",
+                bytes(MAX_FIELD_WORK_BYTES)
+            ));
+        }
+        self.work.set(left - n);
+        Ok(())
+    }
+
+    /// Spends one iteration of a loop.
+    pub(crate) fn iterate(&self) -> Result<(), String> {
+        let left = self.iterations.get();
+        if left == 0 {
+            return Err(format!(
+                "the template loops more than {MAX_FIELD_ITERATIONS} times for one record (the \
+                 limit per field)"
+            ));
+        }
+        self.iterations.set(left - 1);
+        self.in_time()
+    }
+
+    /// Whether the deadline (when Handlebars renders) has not passed.
+    pub(crate) fn in_time(&self) -> Result<(), String> {
+        match self.deadline.get() {
+            Some(d) if Instant::now() > d => Err(format!(
+                "rendering took longer than {} s (the limit per field)",
+                MAX_RENDER_TIME.as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+thread_local! {
+    /// The budget of the field Handlebars is rendering on this thread (helpers called by
+    /// Handlebars have no other way to it); reset before each render.
+    pub(crate) static RENDER_BUDGET: Budget = Budget::new();
+}
+
+/// A helper's result would be larger than a field may be.
+#[cold]
+pub(crate) fn exceeds() -> String {
+    format!(
+        "the result would exceed {} (the limit of a field's value)",
+        bytes(MAX_FIELD_BYTES)
+    )
+}
+
+/// The size of `v` as counted against [`MAX_FIELD_BYTES`] (text bytes, plus
+/// [`LIST_ITEM_BYTES`] per item of a list or object), if it is at most `limit`. A loop, not a
+/// recursion: records may nest deeply.
+pub(crate) fn size_within(v: &Value, limit: usize) -> Option<usize> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.len(),
+        Value::Number(_) => 8,
+        _ => 4,
+    };
+    if !matches!(v, Value::Array(_) | Value::Object(_)) {
+        let n = scalar(v);
+        return (n <= limit).then_some(n);
+    }
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(a) => {
+                total = total.saturating_add(a.len().saturating_mul(LIST_ITEM_BYTES));
+                stack.extend(a.iter());
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    total = total.saturating_add(k.len() + LIST_ITEM_BYTES);
+                    stack.push(item);
+                }
+            }
+            other => total = total.saturating_add(scalar(other)),
+        }
+        if total > limit {
+            return None;
+        }
+    }
+    Some(total)
+}
+
 /// The arguments of one helper call.
 pub(crate) struct Call<'a> {
     args: Vec<Option<&'a Value>>,
     hash: Vec<(&'a str, &'a Value)>,
     record: Option<&'a Value>,
     paths: &'a PathCache,
+    budget: &'a Budget,
 }
 
 impl<'a> Call<'a> {
@@ -218,25 +342,56 @@ impl<'a> Call<'a> {
         self.args.get(i).copied().flatten()
     }
 
+    /// Argument `i` as text (read, so charged).
     fn text(&self, i: usize) -> Result<Cow<'a, str>, String> {
-        self.arg(i).map(text_cow)
+        self.text_of(self.arg(i)?)
+    }
+
+    /// `v` as text, charged; a list or object too large for a field is refused before it is
+    /// written out as JSON.
+    fn text_of(&self, v: &'a Value) -> Result<Cow<'a, str>, String> {
+        let t = match scalar_text(v) {
+            Some(t) => t,
+            None => {
+                size_within(v, MAX_FIELD_BYTES).ok_or_else(exceeds)?;
+                Cow::Owned(v.to_string())
+            }
+        };
+        self.budget.charge(t.len())?;
+        Ok(t)
     }
 
     fn str_arg(&self, i: usize, what: &str) -> Result<&'a str, String> {
         match self.arg(i)? {
-            Value::String(s) => Ok(s),
-            other => Err(format!("{what} must be text, got {other}")),
+            Value::String(s) => {
+                self.budget.charge(s.len())?;
+                Ok(s)
+            }
+            other => Err(format!("{what} must be text, got {}", quote_value(other))),
         }
     }
-}
 
-/// A value as text: scalars as a template renders them, lists and objects as JSON.
-pub(crate) fn text(v: &Value) -> String {
-    text_cow(v).into_owned()
-}
+    /// Refuses a result of `n` bytes before it is made.
+    fn room(&self, n: usize) -> Result<(), String> {
+        if n > MAX_FIELD_BYTES {
+            return Err(exceeds());
+        }
+        Ok(())
+    }
 
-fn text_cow(v: &Value) -> Cow<'_, str> {
-    scalar_text(v).unwrap_or_else(|| Cow::Owned(v.to_string()))
+    /// A copy of `v` as the result, when it is small enough.
+    fn keep(&self, v: &Value) -> Result<Out, String> {
+        let n = size_within(v, MAX_FIELD_BYTES).ok_or_else(exceeds)?;
+        self.budget.charge(n)?;
+        Ok(Out::Val(v.clone()))
+    }
+
+    /// Text made by a helper as the result.
+    fn made(&self, s: String) -> Result<Out, String> {
+        self.room(s.len())?;
+        self.budget.charge(s.len())?;
+        Ok(Out::Val(Value::String(s)))
+    }
 }
 
 type HelperFn = fn(&Call<'_>) -> Result<Out, String>;
@@ -258,12 +413,21 @@ pub(crate) struct Spec {
 
 pub(crate) static SPECS: [Spec; 16] = [
     spec("lowercase", 1, 1, |c| {
-        Ok(Out::Val(c.text(0)?.to_lowercase().into()))
+        let t = c.text(0)?;
+        c.room(t.len())?;
+        c.made(t.to_lowercase())
     }),
     spec("uppercase", 1, 1, |c| {
-        Ok(Out::Val(c.text(0)?.to_uppercase().into()))
+        let t = c.text(0)?;
+        c.room(t.len())?;
+        c.made(t.to_uppercase())
     }),
-    spec("trim", 1, 1, |c| Ok(Out::Val(c.text(0)?.trim().into()))),
+    spec("trim", 1, 1, |c| {
+        let t = c.text(0)?;
+        let t = t.trim();
+        c.room(t.len())?;
+        c.made(t.to_owned())
+    }),
     Spec {
         tolerant: true,
         ..spec("default", 2, usize::MAX, default)
@@ -271,16 +435,27 @@ pub(crate) static SPECS: [Spec; 16] = [
     spec("concat", 1, usize::MAX, |c| {
         let mut s = String::new();
         for i in 0..c.args.len() {
-            s.push_str(&c.text(i)?);
+            let t = c.text(i)?;
+            c.room(s.len() + t.len())?;
+            s.push_str(&t);
         }
-        Ok(Out::Val(s.into()))
+        c.made(s)
     }),
     spec("replace", 3, 3, |c| {
         let (s, from, to) = (c.text(0)?, c.text(1)?, c.text(2)?);
         if from.is_empty() {
             return Err("FROM must not be empty".into());
         }
-        Ok(Out::Val(s.replace(&*from, &to).into()))
+        // The size of the result, before making it (counted only when it may grow too large).
+        if to.len() > from.len() || s.len() > MAX_FIELD_BYTES {
+            let n = s.matches(&*from).count();
+            let len = n
+                .checked_mul(to.len())
+                .and_then(|grown| (s.len() - n * from.len()).checked_add(grown))
+                .ok_or_else(exceeds)?;
+            c.room(len)?;
+        }
+        c.made(s.replace(&*from, &to))
     }),
     spec("split", 2, 2, |c| {
         let (s, sep) = (c.text(0)?, c.text(1)?);
@@ -291,10 +466,19 @@ pub(crate) static SPECS: [Spec; 16] = [
         if s.is_empty() {
             return Ok(Out::Val(Value::Array(vec![])));
         }
-        Ok(Out::Val(s.split(sep).map(Value::from).collect()))
+        // Stops before the list grows past the limit.
+        let mut items = Vec::new();
+        let mut size = 0;
+        for piece in s.split(sep) {
+            size += piece.len() + LIST_ITEM_BYTES;
+            c.room(size)?;
+            items.push(Value::from(piece));
+        }
+        c.budget.charge(size)?;
+        Ok(Out::Val(Value::Array(items)))
     }),
-    spec("first", 1, 1, |c| nth(c.arg(0)?, 0)),
-    spec("last", 1, 1, |c| nth(c.arg(0)?, -1)),
+    spec("first", 1, 1, |c| nth(c, c.arg(0)?, 0)),
+    spec("last", 1, 1, |c| nth(c, c.arg(0)?, -1)),
     spec("nth", 2, 2, |c| {
         let i = match c.arg(1)? {
             Value::Number(n) if n.as_i64().is_some() => n.as_i64().unwrap_or_default(),
@@ -302,34 +486,48 @@ pub(crate) static SPECS: [Spec; 16] = [
                 .trim()
                 .parse()
                 .map_err(|_| format!("INDEX {} is not an integer", quote(s)))?,
-            other => return Err(format!("INDEX {other} is not an integer")),
+            other => {
+                return Err(format!("INDEX {} is not an integer", quote_value(other)));
+            }
         };
-        nth(c.arg(0)?, i)
+        nth(c, c.arg(0)?, i)
     }),
     spec("join", 2, 2, |c| {
         let sep = c.text(1)?;
-        let s = match c.arg(0)? {
-            Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(&sep),
-            other => text(other),
-        };
-        Ok(Out::Val(s.into()))
+        match c.arg(0)? {
+            Value::Array(a) => {
+                let mut s = String::new();
+                for (k, item) in a.iter().enumerate() {
+                    let t = c.text_of(item)?;
+                    let sep = if k == 0 { "" } else { &*sep };
+                    c.room(s.len() + sep.len() + t.len())?;
+                    s.push_str(sep);
+                    s.push_str(&t);
+                }
+                c.made(s)
+            }
+            _ => {
+                let t = c.text(0)?;
+                c.room(t.len())?;
+                c.made(t.into_owned())
+            }
+        }
     }),
     spec("date_format", 2, 3, |c| {
-        let at = read_instant(c.arg(0)?, c.opt(2))?;
+        let at = read_instant(&c.text(0)?, c.opt(2))?;
         let fmt = c.str_arg(1, "FORMAT")?;
-        format_instant(at, fmt).map(|s| Out::Val(s.into()))
+        format_instant(at, fmt).and_then(|s| c.made(s))
     }),
     spec("date_parse", 1, 2, |c| {
-        let at = read_instant(c.arg(0)?, c.opt(1))?;
+        let at = read_instant(&c.text(0)?, c.opt(1))?;
         Ok(Out::Val(
             at.to_rfc3339_opts(SecondsFormat::AutoSi, true).into(),
         ))
     }),
     spec("number_format", 2, 2, |c| {
         let decimals = decimals_arg(c.arg(1)?)?;
-        let v = c.arg(0)?;
-        let d = parse_number(&text(v))?;
-        Ok(Out::Val(round_decimal(&d.canonical, decimals).into()))
+        let d = parse_number(&c.text(0)?)?;
+        c.made(round_decimal(&d.canonical, decimals))
     }),
     spec("jsonpath", 1, 2, jsonpath),
     Spec {
@@ -365,13 +563,15 @@ fn default(c: &Call<'_>) -> Result<Out, String> {
         Value::String(s) => !s.is_empty(),
         _ => true,
     });
-    Ok(match found {
-        Some(v) => Out::Val((*v).clone()),
-        None => Out::Missing("default: every argument is missing, null or empty".into()),
-    })
+    match found {
+        Some(v) => c.keep(v),
+        None => Ok(Out::Missing(
+            "default: every argument is missing, null or empty".into(),
+        )),
+    }
 }
 
-fn nth(list: &Value, i: i64) -> Result<Out, String> {
+fn nth(c: &Call<'_>, list: &Value, i: i64) -> Result<Out, String> {
     let items: &[Value] = match list {
         Value::Array(a) => a,
         other => std::slice::from_ref(other),
@@ -383,11 +583,14 @@ fn nth(list: &Value, i: i64) -> Result<Out, String> {
     } else {
         usize::try_from(i).ok()
     };
-    Ok(match idx.and_then(|i| items.get(i)) {
-        Some(v) => Out::Val(v.clone()),
-        None if items.is_empty() => Out::Missing("the list is empty".into()),
-        None => Out::Missing(format!("no item {i} in a list of {}", items.len())),
-    })
+    match idx.and_then(|i| items.get(i)) {
+        Some(v) => c.keep(v),
+        None if items.is_empty() => Ok(Out::Missing("the list is empty".into())),
+        None => Ok(Out::Missing(format!(
+            "no item {i} in a list of {}",
+            items.len()
+        ))),
+    }
 }
 
 pub(crate) fn decimals_arg(v: &Value) -> Result<usize, String> {
@@ -450,32 +653,56 @@ pub(crate) fn check_strftime(fmt: &str) -> Result<(), String> {
 }
 
 fn format_instant(at: DateTime<Utc>, fmt: &str) -> Result<String, String> {
+    /// Stops writing once the text would be larger than a field may be.
+    struct Capped {
+        s: String,
+        full: bool,
+    }
+    impl std::fmt::Write for Capped {
+        fn write_str(&mut self, part: &str) -> std::fmt::Result {
+            if self.s.len() + part.len() > MAX_FIELD_BYTES {
+                self.full = true;
+                return Err(std::fmt::Error);
+            }
+            self.s.push_str(part);
+            Ok(())
+        }
+    }
     // Literal formats are checked at compile time; an invalid format fails here, not panics.
-    let mut s = String::new();
-    write!(s, "{}", at.format(fmt))
-        .map_err(|_| format!("{} is not a valid strftime format", quote(fmt)))?;
-    Ok(s)
+    let mut out = Capped {
+        s: String::new(),
+        full: false,
+    };
+    match write!(out, "{}", at.format(fmt)) {
+        Ok(()) => Ok(out.s),
+        Err(_) if out.full => Err(exceeds()),
+        Err(_) => Err(format!("{} is not a valid strftime format", quote(fmt))),
+    }
 }
 
 /// Reads a date or instant: a number is epoch milliseconds; text is RFC 3339, YYYY-MM-DD or
 /// epoch milliseconds, or is read with `input` (`epoch_ms`, `epoch_s` or a strftime format).
-pub(crate) fn read_instant(v: &Value, input: Option<&Value>) -> Result<DateTime<Utc>, String> {
-    let raw = text(v);
+pub(crate) fn read_instant(raw: &str, input: Option<&Value>) -> Result<DateTime<Utc>, String> {
     let input = match input {
         None => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => return Err(format!("INPUT_FORMAT must be text, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "INPUT_FORMAT must be text, got {}",
+                quote_value(other)
+            ));
+        }
     };
     let bad = || match input {
         Some(f) => format!(
             "{} does not match the input format {}",
-            quote(&raw),
+            quote(raw),
             quote(f)
         ),
         None => format!(
             "{} is not a date (expected RFC 3339, YYYY-MM-DD or epoch milliseconds; give an \
              input format for others)",
-            quote(&raw)
+            quote(raw)
         ),
     };
     let s = raw.trim();
@@ -534,15 +761,32 @@ fn jsonpath(c: &Call<'_>) -> Result<Out, String> {
             &compiled
         }
     };
-    Ok(match p.find(target) {
-        Found::Nothing => Out::Missing(format!("jsonpath {path} matched nothing")),
-        Found::One(v) => Out::Val(v.clone()),
-        Found::Many(vs) => Out::Val(Value::Array(vs.into_iter().cloned().collect())),
-    })
+    if !p.is_simple() {
+        // A query may visit every value of its target.
+        let n = size_within(target, MAX_FIELD_WORK_BYTES).unwrap_or(usize::MAX);
+        c.budget.charge(n)?;
+    }
+    match p.find(target) {
+        Found::Nothing => Ok(Out::Missing(format!(
+            "jsonpath {} matched nothing",
+            crate::limits::cut(path, 60)
+        ))),
+        Found::One(v) => c.keep(v),
+        Found::Many(vs) => {
+            let mut total = 0usize;
+            for v in &vs {
+                let left = MAX_FIELD_BYTES.saturating_sub(total + LIST_ITEM_BYTES);
+                let n = size_within(v, left).ok_or_else(exceeds)?;
+                total += n + LIST_ITEM_BYTES;
+            }
+            c.budget.charge(total)?;
+            Ok(Out::Val(Value::Array(vs.into_iter().cloned().collect())))
+        }
+    }
 }
 
 fn lookup_map(c: &Call<'_>) -> Result<Out, String> {
-    let key = text(c.arg(0)?);
+    let key = c.text(0)?;
     let mut table: Option<&serde_json::Map<String, Value>> = None;
     let mut fallback: Option<&Value> = None;
     for i in 1..c.args.len() {
@@ -553,22 +797,31 @@ fn lookup_map(c: &Call<'_>) -> Result<Out, String> {
         }
     }
     let hit = table
-        .and_then(|t| t.get(&key))
+        .and_then(|t| t.get(&*key))
         .or_else(|| c.hash.iter().find(|(k, _)| *k == key).map(|(_, v)| *v));
     if let Some(v) = hit.or(fallback) {
-        return Ok(Out::Val(v.clone()));
+        return c.keep(v);
     }
     if table.is_none() && c.hash.is_empty() {
         return Err("no table: give KEY=VALUE pairs or an object".into());
     }
-    let mut keys: Vec<&str> = c.hash.iter().map(|(k, _)| *k).collect();
+    const SHOW: usize = 10;
+    let all = c.hash.len() + table.map_or(0, serde_json::Map::len);
+    let mut keys: Vec<&str> = c.hash.iter().map(|(k, _)| *k).take(SHOW).collect();
     if let Some(t) = table {
-        keys.extend(t.keys().map(String::as_str));
+        keys.extend(t.keys().map(String::as_str).take(SHOW - keys.len()));
+    }
+    let mut shown = keys
+        .iter()
+        .map(|k| crate::limits::cut(k, 60))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all > keys.len() {
+        shown.push_str(&format!(", … ({all} in all)"));
     }
     Ok(Out::Missing(format!(
-        "lookup_map: no entry for {} (keys: {})",
-        quote(&key),
-        keys.join(", ")
+        "lookup_map: no entry for {} (keys: {shown})",
+        quote(&key)
     )))
 }
 
@@ -579,12 +832,14 @@ pub(crate) fn call_spec<'a>(
     hash: Vec<(&'a str, &'a Value)>,
     record: Option<&'a Value>,
     paths: &'a PathCache,
+    budget: &'a Budget,
 ) -> Result<Out, String> {
     let call = Call {
         args,
         hash,
         record,
         paths,
+        budget,
     };
     (spec.f)(&call).map_err(|m| format!("{}: {m}", spec.name))
 }
@@ -623,7 +878,12 @@ impl Adapter {
             }
             hash.push((*k, p.value()));
         }
-        call_spec(self.spec, args, hash, ctx.data().get("record"), &self.paths)
+        let record = ctx.data().get("record");
+        RENDER_BUDGET
+            .with(|budget| {
+                budget.in_time()?;
+                call_spec(self.spec, args, hash, record, &self.paths, budget)
+            })
             .map_err(|m| RenderErrorReason::Other(m).into())
     }
 }
@@ -666,11 +926,130 @@ fn text_for_output(v: &Value) -> String {
     v.render()
 }
 
+/// Handlebars' `{{#each}}` (handlebars-rust 6.4, MIT; the same behaviour: `@index`, `@key`,
+/// `@first`, `@last`, block parameters, `{{else}}`), with each iteration spent from the field's
+/// [`Budget`]: loops nested around large lists stop at [`MAX_FIELD_ITERATIONS`].
+struct Each;
+
+impl HelperDef for Each {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc HbContext,
+        rc: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let value = h
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex("each", 0))?;
+        let Some(t) = h.template() else {
+            return Ok(());
+        };
+        let spend = || {
+            RENDER_BUDGET
+                .with(Budget::iterate)
+                .map_err(|m| RenderError::from(RenderErrorReason::Other(m)))
+        };
+        let base_path = value.context_path();
+        let new_block = || {
+            let mut block = BlockContext::new();
+            match base_path {
+                Some(p) => block.base_path_mut().clone_from(p),
+                None => block.set_base_value(value.value().clone()),
+            }
+            block
+        };
+        // The value of one iteration: its path under the list's, or (for a computed list) the
+        // item itself.
+        let point = |block: &mut BlockContext<'rc>, key: String, first: bool, v: &Value| {
+            if let Some(p) = base_path {
+                if first {
+                    let mut path = Vec::with_capacity(p.len() + 1);
+                    path.extend_from_slice(p);
+                    path.push(key);
+                    *block.base_path_mut() = path;
+                } else if let Some(last) = block.base_path_mut().last_mut() {
+                    *last = key;
+                }
+            } else {
+                block.set_base_value(v.clone());
+            }
+        };
+        let params = |block: &mut BlockContext<'rc>, k: &Value, v: &Value| -> HelperResult {
+            if let Some(name) = h.block_param() {
+                let mut params = BlockParams::new();
+                if base_path.is_some() {
+                    params.add_path(name, Vec::new())?;
+                } else {
+                    params.add_value(name, v.clone())?;
+                }
+                block.set_block_params(params);
+            } else if let Some((name, key)) = h.block_param_pair() {
+                let mut params = BlockParams::new();
+                if base_path.is_some() {
+                    params.add_path(name, Vec::new())?;
+                } else {
+                    params.add_value(name, v.clone())?;
+                }
+                params.add_value(key, k.clone())?;
+                block.set_block_params(params);
+            }
+            Ok(())
+        };
+        match value.value() {
+            Value::Array(list) if !list.is_empty() || h.inverse().is_none() => {
+                rc.push_block(new_block());
+                let len = list.len();
+                for (i, v) in list.iter().enumerate() {
+                    spend()?;
+                    if let Some(block) = rc.block_mut() {
+                        let index = Value::from(i);
+                        block.set_local_var("first", Value::Bool(i == 0));
+                        block.set_local_var("last", Value::Bool(i + 1 == len));
+                        block.set_local_var("index", index.clone());
+                        point(block, i.to_string(), i == 0, v);
+                        params(block, &index, v)?;
+                    }
+                    t.render(r, ctx, rc, out)?;
+                }
+                rc.pop_block();
+                Ok(())
+            }
+            Value::Object(obj) if !obj.is_empty() || h.inverse().is_none() => {
+                rc.push_block(new_block());
+                let len = obj.len();
+                for (i, (k, v)) in obj.iter().enumerate() {
+                    spend()?;
+                    if let Some(block) = rc.block_mut() {
+                        let key = Value::String(k.clone());
+                        block.set_local_var("first", Value::Bool(i == 0));
+                        block.set_local_var("last", Value::Bool(i + 1 == len));
+                        block.set_local_var("key", key.clone());
+                        block.set_local_var("index", Value::from(i));
+                        point(block, k.clone(), i == 0, v);
+                        params(block, &key, v)?;
+                    }
+                    t.render(r, ctx, rc, out)?;
+                }
+                rc.pop_block();
+                Ok(())
+            }
+            _ => match h.inverse() {
+                Some(inverse) => inverse.render(r, ctx, rc, out),
+                None if r.strict_mode() => Err(RenderError::strict_error(value.relative_path())),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
 /// A Handlebars registry: strict, no HTML escaping, our helpers, no partials from disk.
 pub(crate) fn registry(paths: Arc<PathCache>) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper("each", Box::new(Each));
     for spec in &SPECS {
         hb.register_helper(
             spec.name,
@@ -984,6 +1363,44 @@ mod tests {
         assert!(e.contains("lowercase: argument 1 has no value"), "{e}");
         let e = render("{{lookup_map record.c A=record.zz}}", json!({"c": "A"})).unwrap_err();
         assert!(e.contains("record.zz"), "{e}");
+    }
+
+    #[test]
+    fn each_behaves_like_the_builtin() {
+        let ours = registry(Arc::new(PathCache::new()));
+        let mut builtin = Handlebars::new();
+        builtin.set_strict_mode(true);
+        builtin.register_escape_fn(handlebars::no_escape);
+        let data = json!({ "record": {
+            "l": ["a", {"k": "v"}, 3], "o": {"x": 1, "y": [2]}, "e": [], "eo": {}, "s": "t",
+            "n": [[1, 2], [3]]
+        }});
+        for t in [
+            "{{#each record.l}}{{@index}}{{@first}}{{@last}}:{{this}}|{{/each}}",
+            "{{#each record.o}}{{@key}}={{this}}{{@index}}{{@last}};{{/each}}",
+            "{{#each record.l as |v i|}}{{i}}{{v}}{{/each}}",
+            "{{#each record.o as |v k|}}{{k}}{{v}}{{/each}}",
+            "{{#each record.e}}x{{else}}empty{{/each}}{{#each record.eo}}x{{else}}none{{/each}}",
+            "{{#each record.e}}x{{/each}}",
+            "{{#each record.n}}{{#each this}}{{../../record.s}}{{this}}{{@index}}{{/each}}/{{/each}}",
+            "{{#each (split \"a b\" \" \")}}[{{this}}]{{/each}}",
+            "{{#each record.l}}{{#if @first}}first {{/if}}{{k}}{{/each}}",
+            "{{#each record.s}}x{{else}}not a list{{/each}}",
+            "{{#each record.missing}}x{{/each}}",
+            "{{#each record.s}}x{{/each}}",
+        ] {
+            let a = ours
+                .render_template(t, &data)
+                .map_err(|e| e.reason().to_string());
+            // The built-in has no `split`; give it the list.
+            let t2 = t.replace("(split \"a b\" \" \")", "record.ab");
+            let mut d2 = data.clone();
+            d2["record"]["ab"] = json!(["a", "b"]);
+            let b = builtin
+                .render_template(&t2, &d2)
+                .map_err(|e| e.reason().to_string());
+            assert_eq!(a, b, "{t}");
+        }
     }
 
     #[test]

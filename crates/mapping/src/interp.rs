@@ -8,7 +8,8 @@ use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
 use handlebars::{JsonRender, Path, PathSeg, Template};
 use serde_json::Value;
 
-use crate::helpers::{Out, PathCache, Spec, call_spec, find_spec};
+use crate::helpers::{Budget, Out, PathCache, Spec, call_spec, find_spec, size_within};
+use crate::limits::MAX_FIELD_BYTES;
 use crate::template::{CompiledTemplate, LookupError};
 
 /// A template in the evaluator's form.
@@ -83,26 +84,33 @@ impl Program {
         Some(Program { nodes, uses_env })
     }
 
-    /// Renders against `record` (and `env`, required when `uses_env`).
+    /// Renders against `record` (and `env`, required when `uses_env`), within `budget` and
+    /// [`MAX_FIELD_BYTES`].
     pub(crate) fn render(
         &self,
         record: &Value,
         env: Option<&Env>,
         paths: &PathCache,
+        budget: &Budget,
     ) -> Result<String, Fail> {
         let mut out = String::new();
-        let scope = Scope { record, env, paths };
+        let scope = Scope {
+            record,
+            env,
+            paths,
+            budget,
+        };
         for n in &self.nodes {
             match n {
-                Node::Text(s) => out.push_str(s),
+                Node::Text(s) => push(&mut out, s)?,
                 Node::Expr(e) => match scope.eval(e)? {
                     Val::Missing(Some(raw)) => {
                         return Err(Fail::Absent(format!("missing variable {raw}")));
                     }
                     Val::Missing(None) => return Err(Fail::Absent("missing variable".into())),
                     Val::NoValue(why) => return Err(Fail::Absent(why)),
-                    Val::Ref(v) => push_rendered(&mut out, v),
-                    Val::Owned(v) => push_rendered(&mut out, &v),
+                    Val::Ref(v) => push_rendered(&mut out, v)?,
+                    Val::Owned(v) => push_rendered(&mut out, &v)?,
                 },
             }
         }
@@ -110,10 +118,31 @@ impl Program {
     }
 }
 
-fn push_rendered(out: &mut String, v: &Value) {
+/// A rendered field would be larger than [`MAX_FIELD_BYTES`].
+pub(crate) fn output_exceeds() -> String {
+    format!(
+        "the output would exceed {} (the limit per field)",
+        crate::limits::bytes(MAX_FIELD_BYTES)
+    )
+}
+
+fn push(out: &mut String, s: &str) -> Result<(), Fail> {
+    if out.len() + s.len() > MAX_FIELD_BYTES {
+        return Err(Fail::Error(output_exceeds()));
+    }
+    out.push_str(s);
+    Ok(())
+}
+
+fn push_rendered(out: &mut String, v: &Value) -> Result<(), Fail> {
     match v {
-        Value::String(s) => out.push_str(s),
-        other => out.push_str(&other.render()),
+        Value::String(s) => push(out, s),
+        other => {
+            // Lists and objects render short (`[a, b]`, `[object]`), but not their size.
+            size_within(other, MAX_FIELD_BYTES - out.len())
+                .ok_or_else(|| Fail::Error(output_exceeds()))?;
+            push(out, &other.render())
+        }
     }
 }
 
@@ -200,6 +229,7 @@ struct Scope<'a> {
     record: &'a Value,
     env: Option<&'a Env>,
     paths: &'a PathCache,
+    budget: &'a Budget,
 }
 
 enum Val<'a> {
@@ -287,7 +317,7 @@ impl<'a> Scope<'a> {
                     .iter()
                     .filter_map(|(k, v)| v.as_value().map(|v| (*k, v)))
                     .collect();
-                match call_spec(spec, args, hash, Some(self.record), self.paths) {
+                match call_spec(spec, args, hash, Some(self.record), self.paths, self.budget) {
                     Ok(Out::Val(v)) => Ok(Val::Owned(v)),
                     Ok(Out::Missing(why)) => Ok(Val::NoValue(why)),
                     Err(m) => Err(Fail::Error(m)),

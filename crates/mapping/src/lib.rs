@@ -60,6 +60,21 @@
 //! | `enumeration` | one value, in `options` (or the `map`'s values) | the value |
 //! | `multi_enumeration` | a list or a `;`-separated string | the values joined with `;` |
 //!
+//! # Limits
+//!
+//! Bad input never panics, hangs or exhausts memory; the limits are constants in [`limits`]. A
+//! template or path is measured by a linear scan before any parser sees it: at most
+//! [`MAX_TEMPLATE_BYTES`](limits::MAX_TEMPLATE_BYTES) (16 KiB),
+//! [`MAX_TEMPLATE_PLACEHOLDERS`](limits::MAX_TEMPLATE_PLACEHOLDERS) (256) `{{` and
+//! [`MAX_TEMPLATE_DEPTH`](limits::MAX_TEMPLATE_DEPTH) (64) levels of blocks and
+//! subexpressions; a JSONPath at most 4 KiB, 32 levels, one `..` and a union fan-out of 64.
+//! Going over is a [`CompileError`] with the byte offset. Rendering is bounded too: a field's
+//! value is at most [`MAX_FIELD_BYTES`](limits::MAX_FIELD_BYTES) (1 MiB) and a record's at most
+//! 4 MiB; helpers check the size of what they would make before making it, and the work of one
+//! field (bytes its helpers handle, `{{#each}}` iterations, Handlebars' time) is capped. Going
+//! over fails that field of that record with a [`FieldError`] such as `field x: replace: the
+//! result would exceed 1 MiB (the limit of a field's value)`.
+//!
 //! Dates are written as epoch milliseconds because HubSpot documents that form for date
 //! properties ("must be set to midnight UTC"); its acceptance of `YYYY-MM-DD` is not documented
 //! by HubSpot itself. [`OutputMode::Native`] writes JSON types for file and HTTP sinks: numbers,
@@ -69,8 +84,10 @@ mod convert;
 mod error;
 mod helpers;
 mod interp;
+pub mod limits;
 mod mapping;
 mod path;
+mod scan;
 mod spec;
 mod template;
 

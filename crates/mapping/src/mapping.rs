@@ -2,17 +2,23 @@
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use handlebars::{
-    Context as HbContext, Handlebars, RenderContext, RenderError, RenderErrorReason, Renderable,
-    StringOutput, Template,
+    Context as HbContext, Handlebars, Output, RenderContext, RenderError, RenderErrorReason,
+    Renderable, Template,
 };
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use crate::convert::{Allowed, Input, Rules, Typed};
+use crate::convert::{Allowed, Input, Rules, Typed, quote};
 use crate::error::{CompileError, FieldError};
-use crate::helpers::{NoValue, PathCache, registry};
-use crate::interp::{Env, Fail, Program};
+use crate::helpers::{Budget, NoValue, PathCache, RENDER_BUDGET, registry};
+use crate::interp::{Env, Fail, Program, output_exceeds};
+use crate::limits::{
+    MAX_ERRORS_PER_FIELD, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, MAX_RENDER_TIME,
+    MAX_SOURCE_BYTES, bytes, cut,
+};
 use crate::path::{CompiledPath, Found};
 use crate::spec::{FieldDetail, FieldSpec, FieldType};
 use crate::template::{self, CompiledTemplate, LookupError};
@@ -29,6 +35,9 @@ pub struct Mapping {
 
 struct Inner {
     fields: IndexMap<String, Field>,
+    /// Every field name, in order, with a null value: cloned for each record's output and
+    /// filled by position, so that the names are not hashed again for every record.
+    empty: IndexMap<String, Value>,
     registry: Handlebars<'static>,
     paths: Arc<PathCache>,
     /// Some template reads `flow`, `run` or `now` through the evaluator.
@@ -110,6 +119,7 @@ impl Mapping {
         let paths = Arc::new(paths);
         Ok(Mapping {
             inner: Arc::new(Inner {
+                empty: compiled.keys().map(|k| (k.clone(), Value::Null)).collect(),
                 fields: compiled,
                 registry: registry(paths.clone()),
                 paths,
@@ -147,7 +157,9 @@ impl Mapping {
         mode: OutputMode,
     ) -> Result<IndexMap<String, Value>, Vec<FieldError>> {
         let inner = &*self.inner;
-        let mut out = IndexMap::with_capacity(inner.fields.len());
+        let mut out = inner.empty.clone();
+        // Positions of fields left out (no value and no default), removed at the end.
+        let mut left_out: Vec<usize> = Vec::new();
         let mut errors = Vec::new();
         let env = inner.needs_env.then(|| Env {
             flow: Value::String(ctx.flow.clone()),
@@ -161,25 +173,57 @@ impl Mapping {
             hb_ctx: None,
             inner,
         };
-        for (name, f) in &inner.fields {
+        // Bytes of the values mapped so far (MAX_RECORD_BYTES).
+        let mut total = 0usize;
+        for (i, f) in inner.fields.values().enumerate() {
             match f.eval(&mut eval) {
                 Ok(Some(t)) => {
-                    out.insert(name.clone(), t.output(f.rules.ty, mode));
+                    let n = t.size();
+                    if total + n > MAX_RECORD_BYTES {
+                        errors.push(field_error(&inner.fields, i, record_exceeds()));
+                    } else if let Some((_, slot)) = out.get_index_mut(i) {
+                        total += n;
+                        *slot = t.output(f.rules.ty, mode);
+                    }
                 }
-                Ok(None) => {}
-                Err(message) => errors.push(FieldError {
-                    field: name.clone(),
-                    message,
-                    source: f.origin.clone(),
-                }),
+                Ok(None) => left_out.push(i),
+                Err(message) => errors.push(field_error(&inner.fields, i, message)),
             }
         }
-        if errors.is_empty() {
-            Ok(out)
-        } else {
-            Err(errors)
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        if !left_out.is_empty() {
+            let mut i = 0;
+            out.retain(|_, _| {
+                let keep = !left_out.contains(&i);
+                i += 1;
+                keep
+            });
+        }
+        Ok(out)
     }
+}
+
+/// The error of field number `i`.
+#[cold]
+fn field_error(fields: &IndexMap<String, Field>, i: usize, message: String) -> FieldError {
+    let (field, source) = fields.get_index(i).map_or((String::new(), None), |(n, f)| {
+        (n.clone(), f.origin.clone())
+    });
+    FieldError {
+        field,
+        message: cut(&message, MAX_MESSAGE_BYTES).into_owned(),
+        source,
+    }
+}
+
+#[cold]
+fn record_exceeds() -> String {
+    format!(
+        "the record's mapped values would exceed {} (the limit per record)",
+        bytes(MAX_RECORD_BYTES)
+    )
 }
 
 /// What evaluating one record's fields needs; the Handlebars context is built on first use.
@@ -234,21 +278,21 @@ impl Field {
             },
             Source::Template {
                 program: Some(p), ..
-            } if !ev.inner.force_handlebars => match p.render(record, ev.env, &ev.inner.paths) {
-                Ok(text) => self.rules.convert_text(&text),
-                Err(Fail::Absent(why)) => return self.absent(Absent::Missing(why)),
-                Err(Fail::Error(msg)) => Err(msg),
-            },
+            } if !ev.inner.force_handlebars => {
+                match p.render(record, ev.env, &ev.inner.paths, &Budget::new()) {
+                    Ok(text) => self.rules.convert_text(&text),
+                    Err(Fail::Absent(why)) => return self.absent(Absent::Missing(why)),
+                    Err(Fail::Error(msg)) => Err(msg),
+                }
+            }
             Source::Template { tpl, .. } => {
                 let hb_ctx = ev
                     .hb_ctx
                     .get_or_insert_with(|| template_context(ev.record, ev.ctx));
                 match render(tpl, &ev.inner.registry, hb_ctx) {
                     Ok(text) => self.rules.convert_text(&text),
-                    Err(e) => match render_error(e) {
-                        Ok(absent) => return self.absent(absent),
-                        Err(msg) => Err(msg),
-                    },
+                    Err(Ok(absent)) => return self.absent(absent),
+                    Err(Err(msg)) => Err(msg),
                 }
             }
         }?;
@@ -276,15 +320,44 @@ pub(crate) fn bad_index(s: &str) -> String {
     format!("cannot look up \"{s}\" in a list (use a number)")
 }
 
+/// Handlebars' output for one field: refuses to grow past [`MAX_FIELD_BYTES`].
+struct Capped {
+    text: String,
+    full: bool,
+}
+
+impl Output for Capped {
+    fn write(&mut self, seg: &str) -> std::io::Result<()> {
+        if self.text.len() + seg.len() > MAX_FIELD_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other(output_exceeds()));
+        }
+        self.text.push_str(seg);
+        Ok(())
+    }
+}
+
+/// Renders with Handlebars within the field's budget (the thread's [`RENDER_BUDGET`], reset
+/// here) and output limit; an error is a missing value (the field's default applies) or a
+/// message.
 fn render(
     t: &Template,
     registry: &Handlebars<'static>,
     ctx: &HbContext,
-) -> Result<String, RenderError> {
+) -> Result<String, Result<Absent, String>> {
+    RENDER_BUDGET.with(|b| b.reset(Some(Instant::now() + MAX_RENDER_TIME)));
     let mut rc = RenderContext::new(None);
-    let mut out = StringOutput::new();
-    t.render(registry, ctx, &mut rc, &mut out)?;
-    out.into_string().map_err(RenderError::from)
+    let mut out = Capped {
+        text: String::new(),
+        full: false,
+    };
+    let result = t.render(registry, ctx, &mut rc, &mut out);
+    RENDER_BUDGET.with(|b| b.reset(None));
+    match result {
+        Ok(()) => Ok(out.text),
+        Err(_) if out.full => Err(Err(output_exceeds())),
+        Err(e) => Err(render_error(e)),
+    }
 }
 
 /// A render error as a missing value (the field's default applies) or a message.
@@ -354,14 +427,31 @@ fn compile_field(
         ));
     }
     if let (Some(map), Some(opts)) = (&d.map, &d.options) {
-        for (k, v) in map {
-            if !opts.contains(v) {
-                errors.push(CompileError::new(
-                    name,
-                    "map",
-                    format!("maps \"{k}\" to \"{v}\", which is not one of the options"),
-                ));
-            }
+        let opts: std::collections::HashSet<&str> = opts.iter().map(String::as_str).collect();
+        let unknown: Vec<_> = map
+            .iter()
+            .filter(|(_, v)| !opts.contains(v.as_str()))
+            .collect();
+        for (k, v) in unknown.iter().take(MAX_ERRORS_PER_FIELD) {
+            errors.push(CompileError::new(
+                name,
+                "map",
+                format!(
+                    "maps {} to {}, which is not one of the options",
+                    quote(k),
+                    quote(v)
+                ),
+            ));
+        }
+        if unknown.len() > MAX_ERRORS_PER_FIELD {
+            errors.push(CompileError::new(
+                name,
+                "map",
+                format!(
+                    "{} more value(s) of the map are not options",
+                    unknown.len() - MAX_ERRORS_PER_FIELD
+                ),
+            ));
         }
     }
     let allowed = if is_enum {
@@ -409,7 +499,7 @@ fn compile_field(
             }
         }
     } else if let Some(p) = &d.path {
-        origin = Some(p.clone());
+        origin = Some(cut(p, MAX_SOURCE_BYTES).into_owned());
         match CompiledPath::compile(p) {
             Ok(c) => Some(Source::Path(c)),
             Err(e) => {
@@ -422,7 +512,7 @@ fn compile_field(
             }
         }
     } else if let Some(t) = &d.template {
-        origin = Some(t.clone());
+        origin = Some(cut(t, MAX_SOURCE_BYTES).into_owned());
         match template::compile(name, t, paths) {
             Ok(CompiledTemplate::Record { segs, raw }) => Some(Source::Record { segs, raw }),
             Ok(CompiledTemplate::Handlebars(tpl)) => {

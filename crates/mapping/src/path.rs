@@ -4,6 +4,8 @@ use jsonpath_rust::parser::model::JpQuery;
 use jsonpath_rust::parser::parse_json_path;
 use serde_json::Value;
 
+use crate::scan;
+
 /// A JSONPath compiled at load time.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledPath {
@@ -44,8 +46,14 @@ pub(crate) struct PathError {
 }
 
 impl CompiledPath {
-    /// Parses and validates `src`; pure.
+    /// Parses and validates `src`; pure. Its size and shape are checked first, by a linear
+    /// scan ([`scan::path`]): the parser and the evaluator recurse once per level of nesting.
     pub(crate) fn compile(src: &str) -> Result<CompiledPath, PathError> {
+        scan::path(src).map_err(|e| PathError {
+            message: e.message,
+            offset: Some(e.offset),
+            hint: e.hint,
+        })?;
         let full = parse_json_path(src).map_err(|e| path_error(src, e))?;
         let kind = match parse_simple(src) {
             Some(segs) => Kind::Simple(segs),
@@ -55,7 +63,6 @@ impl CompiledPath {
     }
 
     /// Whether the path is evaluated by direct lookup.
-    #[cfg(test)]
     pub(crate) fn is_simple(&self) -> bool {
         matches!(self.kind, Kind::Simple(_))
     }
@@ -70,7 +77,7 @@ impl CompiledPath {
                         (Seg::Name(n), Value::Object(m)) => m.get(n),
                         (Seg::Index(i), Value::Array(a)) => {
                             let idx = if *i < 0 {
-                                usize::try_from(-*i)
+                                usize::try_from(i.unsigned_abs())
                                     .ok()
                                     .and_then(|back| a.len().checked_sub(back))
                             } else {

@@ -10,7 +10,9 @@ use crate::error::CompileError;
 use crate::helpers::{
     BUILTINS, PathCache, SPECS, check_input_format, check_strftime, decimals_arg, find_spec,
 };
+use crate::limits::MAX_ERRORS_PER_FIELD;
 use crate::path::CompiledPath;
+use crate::scan;
 
 /// The top-level variables a template sees.
 pub(crate) const ROOTS: [&str; 4] = ["record", "flow", "run", "now"];
@@ -54,11 +56,22 @@ impl CompiledTemplate {
 
 /// Compiles and checks one template; pure. Literal JSONPaths given to `jsonpath` are compiled
 /// into `paths`.
+///
+/// The template's size and nesting are checked first, by a linear scan of the text
+/// ([`scan::template`]): Handlebars' parser and everything after it recurse once per level of
+/// nesting, and Handlebars' compile time grows with placeholders × length.
 pub(crate) fn compile(
     field: &str,
     src: &str,
     paths: &mut PathCache,
 ) -> Result<CompiledTemplate, Vec<CompileError>> {
+    scan::template(src).map_err(|e| {
+        vec![
+            CompileError::new(field, "template", e.message)
+                .at(Some(e.offset))
+                .hint(e.hint),
+        ]
+    })?;
     let tpl = Template::compile(src).map_err(|e| {
         let offset = e
             .pos()
@@ -70,8 +83,16 @@ pub(crate) fn compile(
         src,
         paths,
         errors: Vec::new(),
+        more: 0,
     };
     walk.template(&tpl, true);
+    if walk.more > 0 {
+        walk.errors.push(CompileError::new(
+            field,
+            "template",
+            format!("{} more problem(s) in this template", walk.more),
+        ));
+    }
     if !walk.errors.is_empty() {
         return Err(walk.errors);
     }
@@ -151,10 +172,24 @@ struct Walk<'a> {
     src: &'a str,
     paths: &'a mut PathCache,
     errors: Vec<CompileError>,
+    /// Problems found beyond [`MAX_ERRORS_PER_FIELD`].
+    more: usize,
 }
 
 impl Walk<'_> {
+    /// Whether another error may still be reported (else it is counted).
+    fn room(&mut self) -> bool {
+        if self.errors.len() >= MAX_ERRORS_PER_FIELD {
+            self.more += 1;
+            return false;
+        }
+        true
+    }
+
     fn err(&mut self, needle: &str, message: String, hint: Option<String>) {
+        if !self.room() {
+            return;
+        }
         let offset = if needle.is_empty() {
             None
         } else {
@@ -246,6 +281,9 @@ impl Walk<'_> {
             return;
         }
         let Some(spec) = find_spec(name) else {
+            if !self.room() {
+                return;
+            }
             let all = SPECS.iter().map(|s| s.name).chain(BUILTINS);
             let hint = closest(name, all).map(|c| format!("did you mean \"{c}\"?"));
             let hint = hint.or_else(|| Some("see the list of helpers in the docs".into()));
@@ -333,6 +371,9 @@ impl Walk<'_> {
                             self.paths.insert(p.to_owned(), c);
                         }
                         Err(e) => {
+                            if !self.room() {
+                                return;
+                            }
                             let base = self.src.find(p);
                             self.errors.push(
                                 CompileError::new(
@@ -376,6 +417,9 @@ impl Walk<'_> {
             return;
         };
         if ROOTS.contains(&first) || raw.starts_with("..") {
+            return;
+        }
+        if !self.room() {
             return;
         }
         let hint = match closest(first, ROOTS.into_iter()) {

@@ -191,3 +191,124 @@ proptest! {
         }
     }
 }
+
+// Hostile input: whatever the template, path or record, compiling and mapping return (`Ok` or
+// `Err`) and never panic. Case counts are modest; the fuzz targets (fuzz/) go further.
+
+/// Arbitrary JSON a few levels deep, with number-like and date-like text among the strings.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        "[-+0-9.eE]{1,40}".prop_map(Value::from),
+        "(1e400|-1e-400|NaN|inf|9{30}|0\\.0{50}1|[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:]{8}Z)?)"
+            .prop_map(Value::from),
+        "(%[a-zA-Z%.:#+0-9-]{1,3}){0,4}".prop_map(Value::from),
+        "\\$[.\\[\\]?@*a-z0-9'(),= ]{0,16}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 32, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec(("[a-z]{1,2}", inner), 0..5)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// Text made of pieces of Handlebars syntax, helper names, paths and noise.
+fn template_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => prop::sample::select(vec![
+            "{{", "}}", "{{{", "}}}", "{{{{raw}}}}", "{{{{/raw}}}}", "(", ")", "[", "]", "{", "}",
+            "\"", "'", "\\", "~", " ", "\n", "=", "|", ",", ".", "/", "@", "#", "^", "!", "--",
+            "{{#if ", "{{/if}}", "{{else}}", "{{else if ", "{{#each ", "{{/each}}", "{{#with ",
+            "{{/with}}", "{{^", "{{!", "{{!--", "--}}", "{{>", "{{*", "as |x|", "@root.", "../",
+            "this", "record", "record.a", "record.l", "record.[a b]", "flow", "now", "run.id",
+            "lowercase ", "uppercase ", "trim ", "default ", "concat ", "replace ", "split ",
+            "first ", "last ", "nth ", "join ", "date_format ", "date_parse ", "number_format ",
+            "jsonpath ", "lookup_map ", "lookup ", "eq ", "len ", "x=", "1", "-2.5E3", "null",
+            "true", "\"$..a\"", "\"$[?@.a]\"", "\"%Y\"", "\"epoch_ms\"", "[1,[2]]", "{\"k\":1}",
+        ]).prop_map(str::to_owned),
+        1 => ".{0,3}",
+    ];
+    prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+}
+
+fn compile_one(spec: FieldSpec) -> Option<Mapping> {
+    let mut fields = IndexMap::new();
+    fields.insert("f".to_owned(), spec);
+    Mapping::compile(&fields).ok()
+}
+
+/// Every helper and type, fed from the record (formats, paths, tables and indexes included).
+fn hostile_mapping() -> Mapping {
+    let spec = json!({
+        "s": { "path": "$.v" },
+        "n": { "path": "$.v", "type": "number" },
+        "i": { "path": "$.v", "type": "integer" },
+        "b": { "path": "$.v", "type": "bool" },
+        "d": { "path": "$.v", "type": "date" },
+        "dt": { "path": "$.v", "type": "datetime" },
+        "t": { "path": "$.v", "type": "date", "truncate": true },
+        "e": { "path": "$.v", "type": "enumeration", "options": ["a", "b"] },
+        "m": { "path": "$..*", "type": "multi_enumeration" },
+        "whole": "{{record.v}}",
+        "case": "{{lowercase record.v}}{{uppercase record.w}}{{trim record.v}}",
+        "text": "{{concat record.v record.w}}{{replace record.v record.w record.v}}",
+        "lists": "{{join (split record.v record.w) record.w}}{{first record.v}}{{last record.w}}",
+        "nth": "{{nth record.v record.w}}",
+        "dates": "{{date_format record.v record.w}}{{date_parse record.v record.w}}",
+        "dates2": "{{date_format record.v \"%Y\" record.w}}{{date_format record.v \"%c\"}}",
+        "num": { "template": "{{number_format record.v record.w}}", "type": "number" },
+        "jp": "{{jsonpath record.v}}{{jsonpath record record.w}}",
+        "map": "{{lookup_map record.v record.w \"?\"}}{{lookup_map record.w a=record.v}}",
+        "dflt": { "template": "{{default record.x record.v}}", "type": "integer", "default": 0 },
+        "hb": "{{#each record.v}}{{@index}}{{this}}{{else}}-{{/each}}{{#if record.w}}{{lookup record.v 0}}{{/if}}",
+        "hb2": "{{#with record.v}}{{len this}}{{/with}}{{eq record.v record.w}}",
+    });
+    let fields: IndexMap<String, FieldSpec> = serde_json::from_value(spec).unwrap();
+    Mapping::compile(&fields).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn any_template_compiles_or_fails(t in prop_oneof![template_text(), any::<String>()], rec in any_json()) {
+        if let Some(m) = compile_one(FieldSpec::template(t)) {
+            for mode in [OutputMode::Wire, OutputMode::Native] {
+                let _ = m.apply(&json!({ "a": rec.clone(), "l": [rec.clone(), 1] }), &ctx(), mode);
+                let _ = m.apply(&rec, &ctx(), mode);
+            }
+        }
+    }
+
+    #[test]
+    fn any_path_compiles_or_fails(
+        p in prop_oneof![
+            "\\$[.\\[\\]?@*a-z0-9'\"(),=<>!&| :-]{0,24}",
+            "[$@.\\[\\]()?*]{0,24}",
+            any::<String>(),
+        ],
+        rec in any_json(),
+    ) {
+        if let Some(m) = compile_one(FieldSpec::path(p, FieldType::MultiEnumeration)) {
+            let _ = m.apply(&rec, &ctx(), OutputMode::Native);
+        }
+    }
+
+    #[test]
+    fn any_record_maps_or_fails(v in any_json(), w in any_json()) {
+        let m = hostile_mapping();
+        for mode in [OutputMode::Wire, OutputMode::Native] {
+            let _ = m.apply(&json!({ "v": v.clone(), "w": w.clone() }), &ctx(), mode);
+            let _ = m.apply(&v, &ctx(), mode);
+        }
+    }
+}
