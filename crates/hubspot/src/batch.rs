@@ -452,7 +452,7 @@ impl Client {
             if let Some(p) = id_property {
                 body["idProperty"] = p.into();
             }
-            let mut call = Call::post(format!("{}/batch/read", object.path()), body);
+            let mut call = Call::post(self.paths().batch(object, "read"), body);
             call.batch = true;
             let client = self.clone();
             set.spawn(rivulet_http::counted(async move {
@@ -561,7 +561,7 @@ impl Client {
             let body = serde_json::json!({
                 "inputs": items.iter().map(|it| op.input_json(it, trace)).collect::<Vec<_>>(),
             });
-            let mut call = Call::post(format!("{}/batch/{}", object.path(), op.endpoint()), body);
+            let mut call = Call::post(self.paths().batch(object, op.endpoint()), body);
             call.batch = true;
             call.write = true;
             call.idempotent = *op != Op::Create;

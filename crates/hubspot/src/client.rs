@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use rivulet_http::{Policy, PolicyConfig, Request, Url};
 
 use crate::ClientConfig;
@@ -27,6 +29,30 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) config: ClientConfig,
     pub(crate) stats: Stats,
+    /// The rate-limit headers of the last answer that had them.
+    pub(crate) headroom: Mutex<Option<RateLimitHeadroom>>,
+    /// Product ids by SKU, as this client found or created them (see
+    /// [`Client::ensure_products`]): search shows new products only after a while.
+    pub(crate) skus: Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// What HubSpot's `X-HubSpot-RateLimit-*` headers said on the last answer that carried them
+/// (search answers carry none, and OAuth calls no daily pair). Headers HubSpot left out are
+/// `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHeadroom {
+    /// `X-HubSpot-RateLimit-Max`: requests allowed per interval (the burst limit).
+    pub max: Option<u64>,
+    /// `X-HubSpot-RateLimit-Remaining`: requests left in the current interval.
+    pub remaining: Option<u64>,
+    /// `X-HubSpot-RateLimit-Interval-Milliseconds`: the interval.
+    pub interval: Option<std::time::Duration>,
+    /// `X-HubSpot-RateLimit-Daily`: requests allowed per day (private apps).
+    pub daily: Option<u64>,
+    /// `X-HubSpot-RateLimit-Daily-Remaining`: requests left today.
+    pub daily_remaining: Option<u64>,
+    /// When the answer came, on the connection's clock.
+    pub seen_at: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for Client {
@@ -156,6 +182,8 @@ impl Client {
                 limits: Limits::new(&config),
                 config,
                 stats: Stats::default(),
+                headroom: Mutex::new(None),
+                skus: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -163,6 +191,17 @@ impl Client {
     /// The connection's settings.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The paths of the connection's API version.
+    pub fn paths(&self) -> crate::paths::Paths {
+        crate::paths::Paths::new(self.inner.config.api_version)
+    }
+
+    /// HubSpot's rate-limit headers as the last answer that carried them said; `None` before
+    /// any did (a client that has only searched, or a server that sends none).
+    pub fn rate_limit_headroom(&self) -> Option<RateLimitHeadroom> {
+        self.inner.headroom.lock().clone()
     }
 
     /// Counters since the client was made.
@@ -184,6 +223,21 @@ impl Client {
     /// The HTTP policy's counters (throttle waits and their total time included).
     pub fn http_stats(&self) -> rivulet_http::Stats {
         self.inner.policy.stats()
+    }
+
+    /// Keeps to a `1/runners` part of the configured burst and search limits: runners that
+    /// share one account (and so HubSpot's limits) together stay within them.
+    pub fn share_budget(&self, runners: usize) {
+        let n = u32::try_from(runners.max(1)).unwrap_or(u32::MAX);
+        let config = &self.inner.config;
+        self.inner
+            .limits
+            .general
+            .set_limit(config.throttle.limit / n);
+        self.inner
+            .limits
+            .search
+            .set_limit(config.search_per_second / n);
     }
 
     /// Sends `call` through the connection's HTTP policy (which retries what may be retried)

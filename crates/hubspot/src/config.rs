@@ -11,12 +11,68 @@ use secrecy::SecretString;
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 /// HubSpot's OAuth v1 token endpoint; configurable because v1 is deprecated in favour of v3.
 pub const DEFAULT_TOKEN_URL: &str = "https://api.hubapi.com/oauth/v1/token";
+/// Where a person grants an app access to an account (the start of the authorization-code flow).
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://app.hubspot.com/oauth/authorize";
+
+/// Which of HubSpot's two path families the client calls. The request and answer shapes are the
+/// same; only the paths differ (see [`crate::paths`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ApiVersion {
+    /// The numbered paths: `/crm/v3/objects/…`, `/crm/v3/properties/…` and associations on
+    /// `/crm/v4/…`. HubSpot stops supporting v4 on 30 March 2027 and v1–v3 in September 2027.
+    #[default]
+    V3,
+    /// The date-versioned paths, generally available since 30 March 2026:
+    /// `/crm/objects/2026-03/…`, `/crm/properties/2026-03/…`, `/crm/associations/2026-03/…`.
+    V2026_03,
+}
+
+impl ApiVersion {
+    /// As written in a connections file: `v3` or `2026-03`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V3 => "v3",
+            ApiVersion::V2026_03 => "2026-03",
+        }
+    }
+
+    /// When HubSpot stops supporting the paths this version uses, for warnings; `None` while no
+    /// end is announced.
+    pub fn unsupported_from(self) -> Option<&'static str> {
+        match self {
+            ApiVersion::V3 => Some("September 2027 (v4 associations: 30 March 2027)"),
+            ApiVersion::V2026_03 => None,
+        }
+    }
+}
+
+impl std::str::FromStr for ApiVersion {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        match s.trim() {
+            "v3" | "V3" => Ok(ApiVersion::V3),
+            "2026-03" => Ok(ApiVersion::V2026_03),
+            other => Err(crate::Error::Config(format!(
+                "unknown HubSpot API version {other:?}: use `v3` or `2026-03`"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Settings of one HubSpot connection.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// API root, `https://api.hubapi.com` unless testing against the sandbox.
     pub base_url: String,
+    /// The path family every call uses: [`ApiVersion::V3`] unless chosen.
+    pub api_version: ApiVersion,
     /// Credentials.
     pub auth: Auth,
     /// The general request budget (everything but search).
@@ -52,6 +108,7 @@ impl ClientConfig {
     pub fn new(auth: Auth) -> Self {
         ClientConfig {
             base_url: DEFAULT_BASE_URL.to_string(),
+            api_version: ApiVersion::default(),
             auth,
             throttle: Throttle::default(),
             search_per_second: 5,
@@ -68,6 +125,12 @@ impl ClientConfig {
     /// Same settings against another API root (the sandbox, a proxy).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
+        self
+    }
+
+    /// Same settings on another path family.
+    pub fn api_version(mut self, version: ApiVersion) -> Self {
+        self.api_version = version;
         self
     }
 

@@ -291,7 +291,10 @@ pub(crate) fn parse_error_body(http_status: u16, body: &[u8]) -> ApiError {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(parsed) => parsed.into_api_error(http_status),
         Err(_) => {
-            let text = String::from_utf8_lossy(body);
+            // Scrubbed before it is cut: a secret echoed across the cut would otherwise leave
+            // its first characters behind, unrecognisable to the scrubber.
+            let text =
+                rivulet_http::secrets::scrub_owned(String::from_utf8_lossy(body).into_owned());
             let text: String = text.chars().take(500).collect();
             ErrorBody {
                 message: Some(text.trim().to_string()).filter(|t| !t.is_empty()),

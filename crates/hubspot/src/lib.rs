@@ -16,25 +16,45 @@
 //! - [`search`]: CRM search.
 //! - [`lookup`]: finding many records by natural keys at once (unique or not).
 //! - [`values`]: property values in HubSpot's formats.
+//! - [`paths`]: every path, for both API versions ([`ApiVersion`]: `v3` and `2026-03`).
+//! - [`properties`]: property definitions; dropdown options by value or label.
+//! - [`associations`]: associations between records, created in batches and listed.
+//! - [`commerce`]: products by SKU, created when missing, for deals with line items.
+//! - [`oauth`]: the authorization-code flow and what a token may do.
+//!
+//! Rate-limit headroom: [`Client::rate_limit_headroom`] is what HubSpot's
+//! `X-HubSpot-RateLimit-*` headers said last.
 
+pub mod associations;
 mod auth;
 pub mod batch;
 mod client;
+pub mod commerce;
 pub mod config;
 pub mod error;
 pub mod lookup;
+pub mod oauth;
 pub mod objects;
+pub mod paths;
 mod policy;
+pub mod properties;
 pub mod search;
 pub mod values;
 
+pub use associations::{AssociatedRecord, AssociationInput, AssociationOutcome};
 pub use batch::{BATCH_SIZE, WriteOutcome};
-pub use client::{Client, ClientStats};
-pub use config::{Auth, ClientConfig, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL, RetryPolicy, Throttle};
+pub use client::{Client, ClientStats, RateLimitHeadroom};
+pub use commerce::{ProductInput, ProductOutcome};
+pub use config::{
+    ApiVersion, Auth, ClientConfig, DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL,
+    RetryPolicy, Throttle,
+};
 pub use error::{ApiError, Error, RecordError, TransportKind};
 pub use lookup::{IN_FILTER_MAX_BYTES, IN_FILTER_MAX_VALUES};
+pub use oauth::{OAuthApp, TokenGrant, TokenInfo, authorize_url, exchange_code};
 pub use objects::{
     Association, AssociationType, ListRequest, Object, ObjectType, Page, WriteInput,
 };
+pub use properties::{NotAnOption, PropertyDefinition, PropertyOption};
 pub use search::{Direction, Filter, FilterGroup, Operator, SearchPage, SearchRequest, Sort};
 pub use secrecy::{ExposeSecret, SecretString};

@@ -25,7 +25,7 @@ pub enum ObjectType {
 }
 
 impl ObjectType {
-    /// The segment in `/crm/v3/objects/{segment}`.
+    /// The segment in `/crm/v3/objects/{segment}` (and every other path naming the type).
     pub fn path_segment(&self) -> &str {
         match self {
             ObjectType::Companies => "companies",
@@ -52,8 +52,41 @@ impl ObjectType {
         }
     }
 
-    pub(crate) fn path(&self) -> String {
-        format!("/crm/v3/objects/{}", self.path_segment())
+    /// The scope reading (`write: false`) or writing records of this type needs:
+    /// `crm.objects.{type}.read|write`, HubSpot's pattern for companies, contacts, deals and
+    /// line items (products follow it too); custom objects share `crm.objects.custom.…`.
+    pub fn scope(&self, write: bool) -> String {
+        let access = if write { "write" } else { "read" };
+        format!("crm.objects.{}.{access}", self.scope_segment())
+    }
+
+    /// The scope reading this type's property definitions needs: `crm.schemas.{type}.read`.
+    pub fn schema_scope(&self) -> String {
+        format!("crm.schemas.{}.read", self.scope_segment())
+    }
+
+    fn scope_segment(&self) -> &str {
+        let segment = self.path_segment();
+        if segment.starts_with("2-") || segment.starts_with("p_") {
+            "custom"
+        } else {
+            segment
+        }
+    }
+
+    /// Deals (`deals`).
+    pub fn deals() -> Self {
+        ObjectType::Other("deals".into())
+    }
+
+    /// Products (`products`), matched to line items by their SKU (`hs_sku`).
+    pub fn products() -> Self {
+        ObjectType::Other("products".into())
+    }
+
+    /// Line items (`line_items`): a product (`hs_product_id`) in a quantity, on a deal.
+    pub fn line_items() -> Self {
+        ObjectType::Other("line_items".into())
     }
 }
 
@@ -305,7 +338,7 @@ impl Client {
         if let Some(p) = id_property {
             query.push(("idProperty".into(), p.into()));
         }
-        let path = format!("{}/{}", object.path(), encode_segment(id));
+        let path = self.paths().object(object, id);
         match self.send_json(&Call::get(path, query)).await {
             Ok(o) => Ok(Some(o)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -326,7 +359,9 @@ impl Client {
         if request.archived {
             query.push(("archived".into(), "true".into()));
         }
-        let raw: RawPage = self.send_json(&Call::get(object.path(), query)).await?;
+        let raw: RawPage = self
+            .send_json(&Call::get(self.paths().objects(object), query))
+            .await?;
         let after = raw.next_after();
         Ok(Page {
             results: raw.results,
@@ -337,7 +372,7 @@ impl Client {
     /// Creates one record. If the answer is lost, the record is looked up by the type's unique
     /// property before anything is sent again; without one the error is [`Error::Unknown`].
     pub async fn create(&self, object: &ObjectType, input: &WriteInput) -> Result<Object, Error> {
-        let mut call = Call::post(object.path(), input.create_json());
+        let mut call = Call::post(self.paths().objects(object), input.create_json());
         call.write = true;
         call.idempotent = false;
         let unique = object.unique_property().and_then(|p| {
@@ -382,7 +417,7 @@ impl Client {
         id_property: Option<&str>,
         input: &WriteInput,
     ) -> Result<Object, Error> {
-        let path = format!("{}/{}", object.path(), encode_segment(id));
+        let path = self.paths().object(object, id);
         let mut call = Call::post(path, serde_json::json!({ "properties": input.properties }));
         call.method = reqwest::Method::PATCH;
         call.write = true;
@@ -392,13 +427,32 @@ impl Client {
         self.send_json(&call).await
     }
 
-    /// Archives (deletes) one record; HubSpot keeps it restorable for 90 days.
+    /// Archives (deletes) one record; HubSpot keeps it restorable for 90 days. Archiving a
+    /// record that is already gone succeeds too, so it is safe to repeat.
     pub async fn archive(&self, object: &ObjectType, id: &str) -> Result<(), Error> {
-        let path = format!("{}/{}", object.path(), encode_segment(id));
-        let mut call = Call::get(path, Vec::new());
+        let mut call = Call::get(self.paths().object(object, id), Vec::new());
         call.method = reqwest::Method::DELETE;
         call.write = true;
         self.send(&call).await.map(|_| ())
+    }
+
+    /// Merges record `id_to_merge` into `primary_id` (same type); answers the surviving record.
+    /// HubSpot keeps the primary's id; the merged id then stands for it in single reads and
+    /// writes. Not sent again after a lost answer: a second merge of the same pair is refused.
+    pub async fn merge(
+        &self,
+        object: &ObjectType,
+        primary_id: &str,
+        id_to_merge: &str,
+    ) -> Result<Object, Error> {
+        let body = serde_json::json!({
+            "primaryObjectId": primary_id,
+            "objectIdToMerge": id_to_merge,
+        });
+        let mut call = Call::post(self.paths().merge(object), body);
+        call.write = true;
+        call.idempotent = false;
+        self.send_json(&call).await
     }
 }
 
@@ -424,7 +478,21 @@ mod tests {
             "lastmodifieddate"
         );
         let custom: ObjectType = "2-1234".parse().unwrap();
-        assert_eq!(custom.path(), "/crm/v3/objects/2-1234");
+        assert_eq!(custom.path_segment(), "2-1234");
+        assert_eq!(ObjectType::line_items(), "line_item".parse().unwrap());
+        assert_eq!(
+            ObjectType::line_items().scope(true),
+            "crm.objects.line_items.write"
+        );
+        assert_eq!(
+            ObjectType::Contacts.scope(false),
+            "crm.objects.contacts.read"
+        );
+        assert_eq!(custom.scope(false), "crm.objects.custom.read");
+        assert_eq!(
+            ObjectType::Companies.schema_scope(),
+            "crm.schemas.companies.read"
+        );
         assert!("a/b".parse::<ObjectType>().is_err());
         assert!("".parse::<ObjectType>().is_err());
     }

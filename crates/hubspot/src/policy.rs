@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::client::{Budget, Call, Inner};
+use crate::client::{Budget, Call, Inner, RateLimitHeadroom};
 use crate::error::{Error, parse_error_body};
 
 /// A daily limit never lasts longer than a day, whatever a header says.
@@ -108,8 +108,13 @@ fn until_utc_midnight(now: chrono::DateTime<chrono::Utc>) -> Duration {
     (midnight - now).to_std().unwrap_or(Duration::from_secs(60))
 }
 
-/// Reads HubSpot's `X-HubSpot-RateLimit-*` headers into the request's slot.
-fn observe_headers(headers: &HeaderMap, slot: &Slot) {
+/// Reads HubSpot's `X-HubSpot-RateLimit-*` headers into the request's slot, and returns them
+/// for the client's headroom report when any is present.
+fn observe_headers(
+    headers: &HeaderMap,
+    slot: &Slot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<RateLimitHeadroom> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -117,11 +122,25 @@ fn observe_headers(headers: &HeaderMap, slot: &Slot) {
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
     let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    let seen = RateLimitHeadroom {
+        max: header("x-hubspot-ratelimit-max"),
+        remaining: header("x-hubspot-ratelimit-remaining"),
+        interval: header("x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis),
+        daily: header("x-hubspot-ratelimit-daily"),
+        daily_remaining: header("x-hubspot-ratelimit-daily-remaining"),
+        seen_at: now,
+    };
     slot.observe(
-        header("x-hubspot-ratelimit-max").map(small),
-        header("x-hubspot-ratelimit-remaining").map(small),
-        header("x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis),
+        seen.max.map(small),
+        seen.remaining.map(small),
+        seen.interval,
     );
+    let any = seen.max.is_some()
+        || seen.remaining.is_some()
+        || seen.interval.is_some()
+        || seen.daily.is_some()
+        || seen.daily_remaining.is_some();
+    any.then_some(seen)
 }
 
 fn stop(e: Error) -> StopReason {
@@ -180,8 +199,10 @@ impl Hooks for CallHooks<'_> {
     }
 
     fn observe(&mut self, _status: StatusCode, headers: &HeaderMap, slot: &Slot) {
-        if self.call.budget == Budget::General {
-            observe_headers(headers, slot);
+        if self.call.budget == Budget::General
+            && let Some(seen) = observe_headers(headers, slot, self.inner.config.clock.now())
+        {
+            *self.inner.headroom.lock() = Some(seen);
         }
     }
 

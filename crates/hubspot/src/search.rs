@@ -191,7 +191,7 @@ impl Client {
         let mut request = request.clone();
         request.limit = request.limit.clamp(1, MAX_SEARCH_LIMIT);
         let body = serde_json::to_value(&request).map_err(|e| Error::Config(e.to_string()))?;
-        let mut call = Call::post(format!("{}/search", object.path()), body);
+        let mut call = Call::post(self.paths().search(object), body);
         call.budget = Budget::Search;
         let raw: RawPage = self.send_json(&call).await?;
         let after = raw.next_after();

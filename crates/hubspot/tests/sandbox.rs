@@ -1071,7 +1071,7 @@ fn customers_need_phone_and_title() -> rivulet_sandbox::WriteRules {
     rivulet_sandbox::WriteRules {
         required_when: vec![rivulet_sandbox::RequiredWhen {
             property: "lifecyclestage".into(),
-            equals: "customer".into(),
+            equals: Some("customer".into()),
             then: vec!["phone".into(), "jobtitle".into()],
         }],
         ..Default::default()

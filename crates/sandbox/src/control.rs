@@ -55,6 +55,12 @@ pub(crate) fn routes() -> Router<Store> {
             "/_sandbox/validation/{object_type}",
             get(rules).put(set_rules).delete(clear_rules),
         )
+        .route("/_sandbox/properties/{object_type}", post(define_property))
+        .route(
+            "/_sandbox/properties/{object_type}/{name}",
+            axum::routing::delete(remove_property),
+        )
+        .route("/_sandbox/scopes", get(scopes).put(set_scopes))
         .route("/_sandbox/reset", post(reset))
 }
 
@@ -251,4 +257,59 @@ async fn clear_rules(State(s): State<Store>, Path(t): Path<String>) -> R {
 async fn reset(State(s): State<Store>) -> Response {
     s.reset();
     ok(json!({"status": "ok"}))
+}
+
+/// `POST /_sandbox/properties/{type}` with HubSpot's property-create body (`name`, `label`,
+/// `type`, `fieldType`, `options`, …): defines a property as a portal admin would, e.g. a
+/// dropdown (`"type": "enumeration", "fieldType": "select"`) with its options.
+async fn define_property(State(s): State<Store>, Path(t): Path<String>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    let def = crate::props::property_from_create(&v).map_err(ApiError::validation)?;
+    s.define_property(&t, def.clone())?;
+    Ok((StatusCode::CREATED, axum::Json(json!(def))).into_response())
+}
+
+/// `DELETE /_sandbox/properties/{type}/{name}`: archives a property the portal defined (204;
+/// 404 when there is none).
+async fn remove_property(State(s): State<Store>, Path((t, name)): Path<(String, String)>) -> R {
+    if s.remove_property(&t, &name)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("No property {name} on {t}")))
+    }
+}
+
+async fn scopes() -> Response {
+    ok(json!({ "all": crate::oauth::all_scopes() }))
+}
+
+/// `PUT /_sandbox/scopes` with `{"token": "…", "scopes": [...]}` restricts a static token to
+/// those scopes (`"scopes": null` gives it every scope again).
+async fn set_scopes(State(s): State<Store>, body: Bytes) -> R {
+    let v = parse_body(&body)?;
+    let token = v
+        .get("token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::validation("token is required"))?;
+    let scopes = match v.get("scopes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => {
+            let all = crate::oauth::all_scopes();
+            let mut out = Vec::with_capacity(a.len());
+            for x in a {
+                let scope = x
+                    .as_str()
+                    .ok_or_else(|| ApiError::validation("scopes must be strings"))?;
+                if !all.iter().any(|k| k == scope) {
+                    return Err(ApiError::validation(format!("unknown scope: {scope}")));
+                }
+                out.push(scope.to_string());
+            }
+            Some(out)
+        }
+        Some(_) => return Err(ApiError::validation("scopes must be an array or null")),
+    };
+    s.restrict_token(token, scopes.clone())?;
+    Ok(ok(json!({ "token": token, "scopes": scopes })))
 }

@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub data: RwLock<Data>,
     pub rt: Mutex<Runtime>,
     pub tele: Mutex<Telemetry>,
+    /// Authorization codes and the scopes of tokens granted fewer than all.
+    pub oauth: Mutex<crate::oauth::OAuthState>,
     pub clock: Clock,
     pub config: SandboxConfig,
 }
@@ -102,6 +104,7 @@ impl Store {
                     cap: config.request_log_capacity.max(1),
                     stats: Stats::default(),
                 }),
+                oauth: Mutex::new(crate::oauth::OAuthState::default()),
                 clock,
                 config,
             }),
@@ -197,6 +200,7 @@ impl Store {
             let mut rt = self.inner.rt.lock();
             *rt = Runtime::new(&self.inner.config, self.now_ms());
         }
+        *self.inner.oauth.lock() = crate::oauth::OAuthState::default();
         let mut t = self.inner.tele.lock();
         t.log.clear();
         t.stats = Stats::default();
@@ -431,6 +435,41 @@ impl Store {
         }
         data.ts_mut(ty).add_property(def);
         Ok(())
+    }
+
+    /// Removes a property definition a portal defined (HubSpot's default properties cannot be
+    /// archived); records keep their values, but writes to it are refused again. Returns
+    /// whether there was one.
+    pub fn remove_property(&self, object_type: &str, name: &str) -> Result<bool, SandboxError> {
+        let ty = parse_type(object_type)?;
+        let mut data = self.inner.data.write();
+        let Some(def) = data.ts(ty).prop(name) else {
+            return Ok(false);
+        };
+        if !def.modification_metadata.archivable {
+            return Err(ApiError::validation(format!(
+                "{name} is a HubSpot default property of {ty} and cannot be archived"
+            ))
+            .with_context("propertyName", vec![name.to_string()])
+            .into());
+        }
+        data.ts_mut(ty).remove_property(name);
+        Ok(true)
+    }
+
+    /// Restricts a static token to `scopes` (`None`: every scope again). Requests it makes that
+    /// need another scope are refused with 403 `MISSING_SCOPES`, as HubSpot refuses them. At most
+    /// [`crate::MAX_OAUTH_ENTRIES`] tokens can be restricted at once.
+    pub fn restrict_token(
+        &self,
+        token: &str,
+        scopes: Option<Vec<String>>,
+    ) -> Result<(), SandboxError> {
+        self.inner
+            .oauth
+            .lock()
+            .restrict_static(token, scopes)
+            .map_err(|m| ApiError::validation(m).into())
     }
 
     /// Property definitions of a type.

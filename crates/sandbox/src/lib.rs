@@ -1,9 +1,11 @@
 //! `rivulet-sandbox`: an in-memory HubSpot CRM emulator served over real HTTP on 127.0.0.1.
 //!
-//! It speaks the CRM v3 objects API (single, batch, search, properties, associations), the
-//! OAuth v1 token endpoint, HubSpot's error bodies and rate-limit behaviour, and adds a control
-//! API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, clock, write
-//! rules, reset). It merges records as HubSpot does, enforces portal write rules, and bounds
+//! It speaks the CRM objects API on both of HubSpot's path families, `v3` (associations `v4`)
+//! and the date-versioned `2026-03` (single, batch, search, merge, properties, associations and
+//! batch associations), OAuth (the authorization page, the token endpoint's code and refresh
+//! grants, token descriptions, scopes), HubSpot's error bodies and rate-limit behaviour, and adds
+//! a control API under `/_sandbox/` for tests (seed, touch, request log, stats, faults, clock,
+//! write rules, property definitions, token scopes, reset). It merges records as HubSpot does, enforces portal write rules, and bounds
 //! every hostile input (sizes, numbers, slow or idle connections).
 //! It keeps its own [`Clock`] (the system's time plus an adjustable offset) for every timestamp,
 //! search lag, token expiry and rate window, so tests can move time instead of waiting.
@@ -19,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod assoc;
 mod clock;
 mod control;
 mod error;
@@ -26,12 +29,14 @@ mod handle;
 mod limits;
 mod model;
 mod net;
+mod oauth;
 mod props;
 mod search;
 mod seed;
 mod server;
 mod store;
 
+pub use assoc::MAX_ASSOCIATION_BATCH;
 pub use clock::{Clock, MAX_CLOCK_OFFSET_MS};
 pub use error::{ApiError, ApiErrorData, correlation_id};
 pub use handle::{RequestLogEntry, Stats, Store};
@@ -39,6 +44,7 @@ pub use limits::{
     Faults, MAX_DAILY_LIMIT, MAX_LATENCY, MAX_RATE, MAX_RATE_WINDOW, MAX_SEARCH_LAG, SearchCap,
 };
 pub use model::{ObjectType, fmt_ms, parse_ts};
+pub use oauth::{APP_ID, CODE_LIFETIME_MS, HUB_ID, MAX_OAUTH_ENTRIES, all_scopes};
 pub use props::{PropertyDef, PropertyOption};
 pub use seed::{MAX_SEED_COUNT, SeedSpec, demo_seed, seed_from_file, seed_from_json};
 pub use store::{RequiredWhen, WriteRules};

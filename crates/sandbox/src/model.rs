@@ -53,6 +53,18 @@ impl ObjectType {
         }
     }
 
+    /// HubSpot's object type id (`0-1` contacts, `0-2` companies, `0-3` deals, `0-7` products,
+    /// `0-8` line items).
+    pub fn type_id(self) -> &'static str {
+        match self {
+            ObjectType::Contacts => "0-1",
+            ObjectType::Companies => "0-2",
+            ObjectType::Deals => "0-3",
+            ObjectType::Products => "0-7",
+            ObjectType::LineItems => "0-8",
+        }
+    }
+
     /// The singular name used in association type labels (`contact`, `line_item`).
     pub fn singular(self) -> &'static str {
         match self {

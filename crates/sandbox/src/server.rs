@@ -3,33 +3,40 @@
 use crate::error::{ApiError, correlation_id};
 use crate::handle::{RequestLogEntry, Store};
 use crate::limits::RateHeaders;
-use crate::model::{ObjectType, default_association_type, fmt_ms};
+use crate::model::{ObjectType, default_association_type};
 use crate::net::ConnHandle;
 use crate::store::{Prepared, PropSel, RecordView};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-/// Builds the full router (HubSpot API + control API) with the gate middleware.
+/// Builds the full router (HubSpot API + control API) with the gate middleware. The CRM API is
+/// served on both of HubSpot's path families, numbered (`/crm/v3/…`, associations `/crm/v4/…`)
+/// and date-versioned (`/crm/objects/2026-03/…`, `/crm/properties/2026-03/…`,
+/// `/crm/associations/2026-03/…`), from the same store.
 pub(crate) fn router(store: Store) -> Router {
-    Router::new()
-        .route("/crm/v3/objects/{object_type}", get(list).post(create))
-        .route("/crm/v3/objects/{object_type}/search", post(search))
-        .route("/crm/v3/objects/{object_type}/merge", post(merge))
-        .route("/crm/v3/objects/{object_type}/batch/{op}", post(batch))
-        .route(
-            "/crm/v3/objects/{object_type}/{id}",
-            get(get_one).patch(update).delete(archive_one),
-        )
+    let mut r = Router::new();
+    for p in ["/crm/v3/objects", "/crm/objects/2026-03"] {
+        r = r
+            .route(&format!("{p}/{{object_type}}"), get(list).post(create))
+            .route(&format!("{p}/{{object_type}}/search"), post(search))
+            .route(&format!("{p}/{{object_type}}/merge"), post(merge))
+            .route(&format!("{p}/{{object_type}}/batch/{{op}}"), post(batch))
+            .route(
+                &format!("{p}/{{object_type}}/{{id}}"),
+                get(get_one).patch(update).delete(archive_one),
+            );
+    }
+    r = r
         .route(
             "/crm/v3/objects/{object_type}/{id}/associations/{to_type}",
             get(assoc_v3),
@@ -37,22 +44,52 @@ pub(crate) fn router(store: Store) -> Router {
         .route(
             "/crm/v3/objects/{object_type}/{id}/associations/{to_type}/{to_id}/{assoc_type}",
             put(assoc_put_v3),
+        );
+    for p in ["/crm/v4/objects", "/crm/objects/2026-03"] {
+        r = r
+            .route(
+                &format!("{p}/{{object_type}}/{{id}}/associations/{{to_type}}"),
+                get(assoc_v4),
+            )
+            .route(
+                &format!("{p}/{{object_type}}/{{id}}/associations/default/{{to_type}}/{{to_id}}"),
+                put(assoc_put_v4),
+            )
+            .route(
+                &format!("{p}/{{object_type}}/{{id}}/associations/{{to_type}}/{{to_id}}"),
+                put(crate::assoc::put_labelled),
+            );
+    }
+    for p in ["/crm/v4/associations", "/crm/associations/2026-03"] {
+        r = r
+            .route(
+                &format!("{p}/{{from}}/{{to}}/batch/associate/default"),
+                post(crate::assoc::batch_default),
+            )
+            .route(
+                &format!("{p}/{{from}}/{{to}}/batch/{{op}}"),
+                post(crate::assoc::batch),
+            );
+    }
+    for p in ["/crm/v3/properties", "/crm/properties/2026-03"] {
+        r = r
+            .route(
+                &format!("{p}/{{object_type}}"),
+                get(props_list).post(props_create),
+            )
+            .route(&format!("{p}/{{object_type}}/{{name}}"), get(prop_get));
+    }
+    r.route("/oauth/authorize", get(crate::oauth::authorize))
+        .route("/oauth/v1/token", post(crate::oauth::token))
+        .route("/oauth/v3/token", post(crate::oauth::token))
+        .route(
+            "/oauth/v1/access-tokens/{token}",
+            get(crate::oauth::access_token_info),
         )
         .route(
-            "/crm/v4/objects/{object_type}/{id}/associations/{to_type}",
-            get(assoc_v4),
+            "/oauth/v2/private-apps/get/access-token-info",
+            post(crate::oauth::private_app_token_info),
         )
-        .route(
-            "/crm/v4/objects/{object_type}/{id}/associations/default/{to_type}/{to_id}",
-            put(assoc_put_v4),
-        )
-        .route(
-            "/crm/v3/properties/{object_type}",
-            get(props_list).post(props_create),
-        )
-        .route("/crm/v3/properties/{object_type}/{name}", get(prop_get))
-        .route("/oauth/v1/token", post(token))
-        .route("/oauth/v3/token", post(token))
         .merge(crate::control::routes())
         .fallback(not_found)
         // the gate reads bodies with the sandbox's own limit (`max_body_bytes`)
@@ -76,37 +113,49 @@ enum Class {
     Other,
 }
 
-fn classify(method: &Method, path: &str) -> (String, Class) {
+/// A CRM path in one family's terms: `objects/…`, `properties/…` or `associations/…`, with
+/// the version prefix taken off (`/crm/v3/objects/x` and `/crm/objects/2026-03/x` alike).
+pub(crate) fn crm_segments(path: &str) -> Option<Vec<&str>> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segs.as_slice() {
-        ["crm", "v3", "objects", _] => (
-            if method == Method::POST {
-                "create"
-            } else {
-                "list"
-            }
-            .into(),
-            Class::Api { search: false },
-        ),
-        ["crm", "v3", "objects", _, "search"] => ("search".into(), Class::Api { search: true }),
-        ["crm", "v3", "objects", _, "merge"] if method == Method::POST => {
-            ("merge".into(), Class::Api { search: false })
-        }
-        ["crm", "v3", "objects", _, "batch", op] => {
-            (format!("batch_{op}"), Class::Api { search: false })
-        }
-        ["crm", "v3", "objects", _, _] => (
-            match *method {
+    let (kind, rest) = match segs.as_slice() {
+        ["crm", "v3" | "v4", kind, rest @ ..] => (*kind, rest),
+        ["crm", kind, "2026-03", rest @ ..] => (*kind, rest),
+        _ => return None,
+    };
+    if !matches!(kind, "objects" | "properties" | "associations") {
+        return None;
+    }
+    Some(std::iter::once(kind).chain(rest.iter().copied()).collect())
+}
+
+fn classify(method: &Method, path: &str) -> (String, Class) {
+    let api = |name: &str| (name.to_string(), Class::Api { search: false });
+    if let Some(crm) = crm_segments(path) {
+        return match crm.as_slice() {
+            ["objects", _] if method == Method::POST => api("create"),
+            ["objects", _] => api("list"),
+            ["objects", _, "search"] => ("search".into(), Class::Api { search: true }),
+            ["objects", _, "merge"] if method == Method::POST => api("merge"),
+            ["objects", _, "batch", op] => api(&format!("batch_{op}")),
+            ["objects", _, _] => api(match *method {
                 Method::PATCH => "update",
                 Method::DELETE => "archive",
                 _ => "get",
-            }
-            .into(),
-            Class::Api { search: false },
-        ),
-        ["crm", _, "objects", ..] => ("associations".into(), Class::Api { search: false }),
-        ["crm", "v3", "properties", ..] => ("properties".into(), Class::Api { search: false }),
+            }),
+            ["objects", ..] => api("associations"),
+            ["properties", ..] => api("properties"),
+            ["associations", ..] => api("associations_batch"),
+            _ => ("unknown".into(), Class::Other),
+        };
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["oauth", "authorize"] => ("authorize".into(), Class::OAuth),
         ["oauth", _, "token"] => ("token".into(), Class::OAuth),
+        ["oauth", "v1", "access-tokens", _]
+        | ["oauth", "v2", "private-apps", "get", "access-token-info"] => {
+            ("token_info".into(), Class::OAuth)
+        }
         ["_sandbox", rest @ ..] => (
             format!("control_{}", rest.first().copied().unwrap_or("")),
             Class::Other,
@@ -115,9 +164,24 @@ fn classify(method: &Method, path: &str) -> (String, Class) {
     }
 }
 
+/// The path as the request log keeps it: a token in the path is not kept.
+fn logged_path(path: &str) -> String {
+    match path.strip_prefix("/oauth/v1/access-tokens/") {
+        Some(_) => "/oauth/v1/access-tokens/[REDACTED]".into(),
+        None => path.to_string(),
+    }
+}
+
+/// Who a request authenticated as.
+struct Caller {
+    token: String,
+    /// An OAuth access token the sandbox issued (HubSpot sends no daily headers to those).
+    oauth: bool,
+}
+
 const AUTH_MISSING: &str = "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview";
 
-fn check_auth(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_auth(store: &Store, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let unauthorized = |cat: &str, msg: String| ApiError::new(StatusCode::UNAUTHORIZED, cat, msg);
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -138,11 +202,17 @@ fn check_auth(store: &Store, headers: &HeaderMap) -> Result<(), ApiError> {
                 format!("The OAuth token used to make this call expired {ago} second(s) ago."),
             ));
         }
-        return Ok(());
+        return Ok(Caller {
+            token: token.to_string(),
+            oauth: true,
+        });
     }
     let tokens = &store.inner.config.tokens;
     if tokens.is_empty() || tokens.iter().any(|t| t == token) {
-        Ok(())
+        Ok(Caller {
+            token: token.to_string(),
+            oauth: false,
+        })
     } else {
         Err(unauthorized(
             "INVALID_AUTHENTICATION",
@@ -265,9 +335,10 @@ async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response 
     let started = Instant::now();
     let time = store.now_iso();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let raw_path = req.uri().path().to_string();
+    let path = logged_path(&raw_path);
     let query = req.uri().query().map(str::to_string);
-    let (endpoint, class) = classify(&method, &path);
+    let (endpoint, class) = classify(&method, &raw_path);
     let conn = req.extensions().get::<ConnectInfo<ConnHandle>>().cloned();
     // no idle or header deadline while this request is in progress (the body has its own)
     let _busy = conn.as_ref().map(|ConnectInfo(c)| c.begin());
@@ -314,61 +385,16 @@ async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response 
                         )
                     };
                     ApiError::new(status, cat, msg).into_response()
-                } else if let Err(e) = check_auth(&store, req.headers()) {
-                    store.bump(|s| s.unauthorized += 1);
-                    e.into_response()
                 } else {
-                    let now = store.now_ms();
-                    let admitted = store.inner.rt.lock().admit(search, now);
-                    match admitted {
-                        Err(limited) => {
-                            store.bump(|s| {
-                                s.rate_limited += 1;
-                                *s.rate_limited_by_policy
-                                    .entry(limited.policy.to_string())
-                                    .or_default() += 1;
-                            });
-                            let body = json!({
-                                "status": "error",
-                                "message": limited.message,
-                                "errorType": "RATE_LIMIT",
-                                "correlationId": correlation_id(),
-                                "policyName": limited.policy,
-                                "requestId": correlation_id(),
-                            });
-                            let mut resp =
-                                (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
-                            let faults = store.faults();
-                            if faults.retry_after {
-                                let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                                header(&mut resp, "Retry-After", secs);
-                            }
-                            if !search {
-                                let mut h = RateHeaders::default();
-                                if let Some(r) = faults.rate_limit {
-                                    let remaining = if limited.policy == "DAILY" {
-                                        r.limit
-                                    } else {
-                                        0
-                                    };
-                                    h.window = Some((r.limit, remaining, r.per.as_millis() as u64));
-                                }
-                                if let Some(d) = faults.daily_limit {
-                                    h.daily =
-                                        Some((d, if limited.policy == "DAILY" { 0 } else { d }));
-                                }
-                                add_rate_headers(&mut resp, &h);
-                            }
-                            resp
+                    match check_auth(&store, req.headers()) {
+                        Err(e) => {
+                            store.bump(|s| s.unauthorized += 1);
+                            e.into_response()
                         }
-                        Ok(h) => {
-                            store.bump(|s| *s.endpoints.entry(endpoint.clone()).or_default() += 1);
-                            let mut resp = next.run(req).await;
-                            if !search {
-                                add_rate_headers(&mut resp, &h);
-                            }
-                            resp
-                        }
+                        Ok(caller) => match missing_scopes(&store, &caller, &method, &raw_path) {
+                            Some(e) => e.into_response(),
+                            None => admitted(&store, caller, search, &endpoint, req, next).await,
+                        },
                     }
                 }
             }
@@ -387,6 +413,89 @@ async fn gate(State(store): State<Store>, req: Request, next: Next) -> Response 
         time,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     });
+    resp
+}
+
+/// The 403 for a token whose scopes (when it has fewer than all) lack one the call needs.
+fn missing_scopes(store: &Store, caller: &Caller, method: &Method, path: &str) -> Option<ApiError> {
+    let granted = store
+        .inner
+        .oauth
+        .lock()
+        .restricted(&caller.token)
+        .cloned()?;
+    let needed = crate::oauth::required_scopes(method, &crm_segments(path)?);
+    let missing: Vec<String> = needed
+        .into_iter()
+        .filter(|n| !granted.contains(n))
+        .collect();
+    (!missing.is_empty()).then(|| crate::oauth::missing_scopes(missing))
+}
+
+/// Counts an authenticated request against the limits and answers it (or the 429).
+async fn admitted(
+    store: &Store,
+    caller: Caller,
+    search: bool,
+    endpoint: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let now = store.now_ms();
+    let admitted = store.inner.rt.lock().admit(search, now);
+    let mut h = match admitted {
+        Ok(h) => h,
+        Err(limited) => {
+            store.bump(|s| {
+                s.rate_limited += 1;
+                *s.rate_limited_by_policy
+                    .entry(limited.policy.to_string())
+                    .or_default() += 1;
+            });
+            let body = json!({
+                "status": "error",
+                "message": limited.message,
+                "errorType": "RATE_LIMIT",
+                "correlationId": correlation_id(),
+                "policyName": limited.policy,
+                "requestId": correlation_id(),
+            });
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            let faults = store.faults();
+            if faults.retry_after {
+                let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                header(&mut resp, "Retry-After", secs);
+            }
+            if !search {
+                let mut h = RateHeaders::default();
+                if let Some(r) = faults.rate_limit {
+                    let remaining = if limited.policy == "DAILY" {
+                        r.limit
+                    } else {
+                        0
+                    };
+                    h.window = Some((r.limit, remaining, r.per.as_millis() as u64));
+                }
+                if let Some(d) = faults.daily_limit
+                    && !caller.oauth
+                {
+                    h.daily = Some((d, if limited.policy == "DAILY" { 0 } else { d }));
+                }
+                add_rate_headers(&mut resp, &h);
+            }
+            return resp;
+        }
+    };
+    store.bump(|s| *s.endpoints.entry(endpoint.to_string()).or_default() += 1);
+    let mut resp = next.run(req).await;
+    if !search {
+        // "OAuth authenticated calls will not include X-HubSpot-RateLimit-Daily or
+        // X-HubSpot-RateLimit-Daily-Remaining" (HubSpot's changelog)
+        if caller.oauth {
+            h.daily = None;
+        }
+        add_rate_headers(&mut resp, &h);
+    }
     resp
 }
 
@@ -1174,75 +1283,4 @@ async fn props_create(State(s): State<Store>, Path(t): Path<String>, body: Bytes
     }
     data.ts_mut(ty).add_property(def.clone());
     Ok(json_resp(StatusCode::CREATED, json!(def)))
-}
-
-// ---------- OAuth ----------
-
-fn oauth_error(status: &str, message: &str) -> Response {
-    json_resp(
-        StatusCode::BAD_REQUEST,
-        json!({
-            "status": status,
-            "message": message,
-            "correlationId": correlation_id(),
-            "requestId": correlation_id(),
-        }),
-    )
-}
-
-async fn token(
-    State(s): State<Store>,
-    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else {
-        return oauth_error(
-            "BAD_REQUEST",
-            "The token request must be application/x-www-form-urlencoded",
-        );
-    };
-    let cfg = &s.inner.config.oauth;
-    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    if get("client_id") != cfg.client_id {
-        return oauth_error("BAD_CLIENT_ID", "missing or unknown client id");
-    }
-    if get("client_secret") != cfg.client_secret {
-        return oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret");
-    }
-    match get("grant_type") {
-        "refresh_token" => {
-            if get("refresh_token") != cfg.refresh_token {
-                return oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token");
-            }
-        }
-        "authorization_code" => {
-            if get("code").is_empty() {
-                return oauth_error("BAD_AUTH_CODE", "missing or unknown auth code");
-            }
-        }
-        other => {
-            return oauth_error(
-                "BAD_GRANT_TYPE",
-                &format!("unsupported grant_type: {other:?}"),
-            );
-        }
-    }
-    let lifetime = cfg.access_token_lifetime;
-    let token = format!("sbx-{}", correlation_id().replace('-', ""));
-    let expires_at = s
-        .now_ms()
-        .saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
-    s.inner.rt.lock().tokens.insert(token.clone(), expires_at);
-    s.bump(|st| st.token_refreshes += 1);
-    json_resp(
-        StatusCode::OK,
-        json!({
-            "access_token": token,
-            "refresh_token": cfg.refresh_token,
-            "expires_in": lifetime.as_secs(),
-            "token_type": "bearer",
-            "token_use": "access_token",
-            "hub_id": 1234567,
-            "expires_at": fmt_ms(expires_at),
-        }),
-    )
 }

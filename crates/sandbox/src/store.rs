@@ -57,15 +57,16 @@ pub struct WriteRules {
     pub required_when: Vec<RequiredWhen>,
 }
 
-/// "When `property` is `equals`, `then` must be set" (checked on the record as the write would
-/// leave it, on creates and updates).
+/// "When `property` is `equals` (or, without `equals`, has any value), `then` must be set"
+/// (checked on the record as the write would leave it, on creates and updates).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequiredWhen {
     /// The property whose value triggers the rule.
     pub property: String,
-    /// The value (compared case-insensitively) that triggers it.
-    pub equals: String,
+    /// The value (compared case-insensitively) that triggers it; `None`: any value does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<String>,
     /// The properties that must then have a value.
     pub then: Vec<String>,
 }
@@ -112,6 +113,17 @@ impl TypeStore {
         }
         self.prop_idx.insert(p.name.clone(), self.props.len());
         self.props.push(p);
+    }
+
+    pub fn remove_property(&mut self, name: &str) {
+        self.props.retain(|p| p.name != name);
+        self.prop_idx = self
+            .props
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        self.unique.remove(name);
     }
 
     fn is_unique_def(&self, p: &PropertyDef) -> bool {
@@ -696,13 +708,18 @@ impl Data {
             }
         }
         for r in &rules.required_when {
-            if value(&r.property).is_some_and(|v| v.eq_ignore_ascii_case(&r.equals)) {
+            let triggered = value(&r.property).is_some_and(|v| match &r.equals {
+                Some(e) => v.eq_ignore_ascii_case(e),
+                None => true,
+            });
+            if triggered {
+                let when = match &r.equals {
+                    Some(e) => format!("{} is {e}", r.property),
+                    None => format!("{} has a value", r.property),
+                };
                 for p in &r.then {
                     if value(p).is_none() {
-                        add(
-                            p,
-                            format!("{p} is required when {} is {}", r.property, r.equals),
-                        );
+                        add(p, format!("{p} is required when {when}"));
                     }
                 }
             }

@@ -8,9 +8,11 @@ mod control;
 mod hostile;
 mod limits;
 mod merge;
+mod oauth_flow;
 mod objects;
 mod rules;
 mod search;
+mod versions;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;

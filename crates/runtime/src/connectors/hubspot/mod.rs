@@ -1,16 +1,25 @@
 //! HubSpot: polling triggers shared by the flows that watch one object and event
 //! ([`TriggerGroup`]), a scheduled source ([`HubSpotReader`]) and create / update / upsert
-//! actions ([`HubSpotWriter`]), all through one [`rivulet_hubspot::Client`] per connection.
+//! actions ([`HubSpotWriter`]), all through one [`rivulet_hubspot::Client`] per connection,
+//! on the connection's API version; and the connection's category properties ([`Categories`]),
+//! checked at start-up and read once per run.
 
 mod action;
+mod category;
+mod deals;
 mod source;
 mod trigger;
 
 pub use action::HubSpotWriter;
+pub use category::{Categories, Category, CategoryError};
 pub use source::HubSpotReader;
-pub use trigger::{Scan, TriggerCursor, TriggerGroup, parse_timestamp, record_timestamp};
+pub use trigger::{
+    Scan, TriggerCursor, TriggerGroup, cursor_identity, parse_timestamp, record_timestamp,
+    start_cursor,
+};
 
-use rivulet_hubspot::{Auth, Client, ClientConfig, Object, SecretString};
+use rivulet_hubspot::{ApiVersion, Auth, Client, ClientConfig, Object, SecretString};
+use rivulet_spec::connectors::hubspot::HubSpotApiVersion;
 use rivulet_spec::env;
 use rivulet_spec::model::HubSpotConnection;
 use serde_json::Value;
@@ -34,8 +43,34 @@ fn secret(text: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value))
 }
 
+/// A secret kept in a file beside the connections file (`what` names it in errors): read
+/// bounded, trimmed, registered so it is scrubbed from every output.
+fn secret_file(dir: &Path, file: &str, what: &str) -> Result<SecretString, String> {
+    let path = dir.join(resolve(file)?);
+    let text = rivulet_spec::load::read_regular_file(&path, 64 * 1024)
+        .map_err(|e| format!("{what} {}: {e}", path.display()))
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| format!("{what} {} is not text", path.display()))
+        })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(format!("{what} {} is empty", path.display()));
+    }
+    rivulet_http::secrets::register(value);
+    Ok(SecretString::from(value.to_string()))
+}
+
+/// The client's API version for a connection's `api_version`.
+pub fn api_version(hs: &HubSpotConnection) -> ApiVersion {
+    match hs.api_version {
+        HubSpotApiVersion::V3 => ApiVersion::V3,
+        HubSpotApiVersion::V2026_03 => ApiVersion::V2026_03,
+    }
+}
+
 /// The client of a HubSpot connection (`dir`: the connections file's folder, where a
-/// `token_file` is found), or of the sandbox at `over` (URL, token) instead.
+/// `token_file` is found), or of the sandbox at `over` (URL, token) instead; either way on the
+/// connection's API version (the sandbox serves both).
 pub fn client(
     hs: &HubSpotConnection,
     dir: &Path,
@@ -47,20 +82,17 @@ pub fn client(
         let auth = if let Some(token) = &hs.token {
             Auth::Token(secret(token)?)
         } else if let Some(file) = &hs.token_file {
-            let path = dir.join(resolve(file)?);
-            let token = rivulet_spec::load::read_regular_file(&path, 64 * 1024)
-                .map_err(|e| format!("token file {}: {e}", path.display()))
-                .and_then(|bytes| {
-                    String::from_utf8(bytes)
-                        .map_err(|_| format!("token file {} is not text", path.display()))
-                })?;
-            rivulet_http::secrets::register(token.trim());
-            Auth::Token(SecretString::from(token.trim().to_string()))
+            Auth::Token(secret_file(dir, file, "token file")?)
         } else if let Some(o) = &hs.oauth {
+            let refresh_token = match (&o.refresh_token, &o.refresh_token_file) {
+                (Some(token), _) => secret(token)?,
+                (None, Some(file)) => secret_file(dir, file, "refresh token file")?,
+                (None, None) => return Err("`oauth` has no refresh token".into()),
+            };
             Auth::OAuth {
                 client_id: resolve(&o.client_id)?,
                 client_secret: secret(&o.client_secret)?,
-                refresh_token: secret(&o.refresh_token)?,
+                refresh_token,
                 token_url: resolve(&o.token_url)?,
             }
         } else {
@@ -68,7 +100,9 @@ pub fn client(
         };
         (resolve(&hs.base_url)?, auth)
     };
-    let mut config = ClientConfig::new(auth).base_url(base_url.trim_end_matches('/'));
+    let mut config = ClientConfig::new(auth)
+        .base_url(base_url.trim_end_matches('/'))
+        .api_version(api_version(hs));
     config.throttle = rivulet_hubspot::Throttle {
         limit: hs.throttle.limit,
         per: hs.throttle.per.get(),

@@ -38,9 +38,16 @@ impl HubSpotReader {
             .object
             .parse()
             .map_err(|e: rivulet_hubspot::Error| SourceError::Config(e.to_string()))?;
-        let since = checkpoint
-            .and_then(|c| c.get("since"))
-            .and_then(Value::as_i64);
+        // A checkpoint this reader did not write is refused, never taken for none (which would
+        // read the whole object again).
+        let since = match checkpoint {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(c.get("since").and_then(Value::as_i64).ok_or_else(|| {
+                SourceError::Checkpoint(format!(
+                    "{c} is not a HubSpot source's checkpoint (`{{\"since\": epoch ms}}`)"
+                ))
+            })?),
+        };
         Ok(HubSpotReader {
             client,
             object,
