@@ -54,6 +54,8 @@ impl Workspace {
             .arg(self.path("flows"))
             .arg("--state")
             .arg(self.path("state.db"))
+            // Tests run side by side: any free port for the metrics endpoint.
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("HUBSPOT_TOKEN", "test-token")
             .env("RIVULET_LOG", "warn")
@@ -139,8 +141,9 @@ async fn one_runner_per_state_and_a_waiting_one_takes_over() {
         ws.lines("out/copy.jsonl").len() >= 50
     })
     .await;
+    // Stamped a second ago on the system's clock: settled, and after every window read.
     sb.store()
-        .seed(SeedSpec::generated("contacts", 20))
+        .seed(SeedSpec::generated("contacts", 20).at(chrono::Utc::now().timestamp_millis() - 1_000))
         .unwrap();
     let (code, _) = first.terminate();
     assert_eq!(code, Some(0));

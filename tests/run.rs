@@ -45,6 +45,8 @@ impl Workspace {
             .arg(self.path("flows"))
             .arg("--state")
             .arg(self.path("state.db"))
+            // Tests run side by side: any free port for the metrics endpoint.
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("HUBSPOT_TOKEN", "test-token")
             .env("RIVULET_LOG", "warn")
@@ -99,6 +101,12 @@ fn assert_unique(lines: &[Value]) {
 
 fn past(minutes: i64) -> i64 {
     chrono::Utc::now().timestamp_millis() - minutes * 60_000
+}
+
+/// A second ago on the system's clock: past the flows' `settle: 1s`, and after every window a
+/// poll has read so far (polls read up to their start minus `settle`).
+fn settled() -> i64 {
+    chrono::Utc::now().timestamp_millis() - 1_000
 }
 
 async fn sandbox(config: SandboxConfig) -> Sandbox {
@@ -158,10 +166,10 @@ async fn new_contacts_are_delivered_exactly_once_across_restarts() {
         1,
         "an idle poll costs one search"
     );
-    // New records after a restart are picked up from the cursor. Stamped "now" on the sandbox's
-    // clock, 10 s behind the system's: already older than the flow's `settle`.
+    // New records after a restart are picked up from the cursor. Stamped a second ago on the
+    // system's clock: past the flow's `settle`, and after the window the last poll read.
     sb.store()
-        .seed(SeedSpec::generated("contacts", 50))
+        .seed(SeedSpec::generated("contacts", 50).at(settled()))
         .unwrap();
     let out = ws.run_once();
     assert!(out.status.success());
@@ -206,8 +214,10 @@ async fn updates_are_delivered_under_new_or_updated_only() {
     let mut props = serde_json::Map::new();
     props.insert("firstname".into(), Value::String("Changed".into()));
     for id in &created[..10] {
-        // stamped 10 s ago on the system's clock: settled
-        sb.store().touch("contacts", id, &props, None).unwrap();
+        // stamped a second ago on the system's clock: settled, after the last window read
+        sb.store()
+            .touch("contacts", id, &props, Some(settled()))
+            .unwrap();
     }
     assert!(ws.run_once().status.success());
     assert_eq!(
@@ -262,7 +272,7 @@ async fn fifteen_thousand_identical_timestamps_are_delivered_without_looping() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_lag_is_covered_by_settle_and_overlap() {
+async fn search_lag_is_covered_by_settle_and_the_late_pass() {
     let sb = sandbox(behind(SandboxConfig {
         search_lag: Duration::from_secs(3),
         ..SandboxConfig::default()
@@ -276,30 +286,34 @@ async fn search_lag_is_covered_by_settle_and_overlap() {
         &sb.url(),
         &[(
             "changed",
+            // The late pass checks each window again at once (the next poll).
             trigger_flow(
                 "changed",
                 "contact",
                 "new_or_updated_record",
                 "out/changed.jsonl",
                 "",
-            ),
+            )
+            .replace("settle: 1s\n", "settle: 1s\n    late_after: 0s\n"),
         )],
     );
     assert!(ws.run_once().status.success());
     assert_eq!(ws.lines("out/changed.jsonl").len(), 100);
     let props = serde_json::Map::new();
     for id in &created {
-        sb.store().touch("contacts", id, &props, None).unwrap();
+        sb.store()
+            .touch("contacts", id, &props, Some(settled()))
+            .unwrap();
     }
-    // Stamped 10 s ago (settled), but invisible to search for 3 s of the sandbox's clock: this
-    // poll sees nothing and moves its cursor past them.
+    // Stamped a second ago (settled), but invisible to search for 3 s of the sandbox's clock:
+    // this poll sees nothing and moves its cursor past them.
     assert!(ws.run_once().status.success());
     assert_eq!(ws.lines("out/changed.jsonl").len(), 100);
     // The search index catches up: the lag ends on the sandbox's clock.
     sb.clock().advance(Duration::from_secs(3)).unwrap();
     assert!(ws.run_once().status.success());
     let lines = ws.lines("out/changed.jsonl");
-    assert_eq!(lines.len(), 200, "the overlap finds the late records");
+    assert_eq!(lines.len(), 200, "the late pass finds the late records");
     assert!(ws.run_once().status.success());
     assert_eq!(
         ws.lines("out/changed.jsonl").len(),

@@ -25,7 +25,7 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use error::{Error, StopReason};
 pub use policy::{
     DEFAULT_MAX_BODY_BYTES, Hooks, Policy, PolicyConfig, RateLimitAction, Stats, count_calls,
-    counted,
+    counted, with_patience,
 };
 pub use request::{Request, Response};
 pub use reqwest::{Method, StatusCode, Url, header};

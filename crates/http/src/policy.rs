@@ -88,6 +88,8 @@ pub struct Stats {
     pub requests: u64,
     /// Attempts that were retries (after a 429, 5xx, timeout, connection error or 401).
     pub retries: u64,
+    /// Answers received (any status): a connection that has answered is reachable.
+    pub answers: u64,
     /// 429 answers.
     pub rate_limited: u64,
     /// 5xx answers.
@@ -104,6 +106,7 @@ pub struct Stats {
 struct Counters {
     requests: AtomicU64,
     retries: AtomicU64,
+    answers: AtomicU64,
     rate_limited: AtomicU64,
     server_errors: AtomicU64,
     timeouts: AtomicU64,
@@ -118,6 +121,40 @@ fn bump(c: &AtomicU64) {
 tokio::task_local! {
     /// The requests of the work being counted (see [`count_calls`]).
     static CALLS: Arc<AtomicU64>;
+    /// The longest wait the work makes on a server's behalf (see [`with_patience`]).
+    static PATIENCE: Duration;
+}
+
+/// Runs `work` waiting at most `patience` at a time on a server's behalf: a wait the policy
+/// would make before sending again — a `Retry-After` (capped), a 429's pause of the budget, a
+/// backoff after a 5xx, a timeout or a broken connection — that is longer is not made; the
+/// request fails at once with the error it would end with after its last attempt, and a
+/// warning says so. (A paused budget stays paused for `patience` at most, so the requests
+/// sharing it do not hammer the server meanwhile.) Meant for `run --once` with its
+/// `--once-wait`: a server that asks for hours then costs the run that long, not hours. Tasks
+/// `work` spawns keep it when spawned through [`counted`].
+pub async fn with_patience<F: Future>(patience: Duration, work: F) -> F::Output {
+    PATIENCE.scope(patience, work).await
+}
+
+/// The patience of the work in hand, when it has one.
+fn patience() -> Option<Duration> {
+    PATIENCE.try_with(|p| *p).ok()
+}
+
+/// Whether `wait` is more than the work in hand waits; says so when it is.
+fn impatient(wait: Duration, what: &str) -> bool {
+    match patience() {
+        Some(limit) if wait > limit => {
+            tracing::warn!(
+                waiting_s = wait.as_secs_f64(),
+                patience_s = limit.as_secs_f64(),
+                "{what} longer than this run waits (--once-wait); giving up on the request"
+            );
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Runs `work`, counting every request it sends through any policy (each attempt counts):
@@ -129,9 +166,18 @@ pub async fn count_calls<F: Future>(work: F) -> (F::Output, u64) {
     (out, counter.load(Ordering::Relaxed))
 }
 
-/// `work`, counted by the [`count_calls`] it is spawned from (if any): wrap what is spawned.
+/// `work`, counted by the [`count_calls`] it is spawned from (if any), with the same
+/// [`with_patience`]: wrap what is spawned.
 pub fn counted<F: Future>(work: F) -> impl Future<Output = F::Output> {
     let counter = CALLS.try_with(Arc::clone).ok();
+    let patience = patience();
+    let work = crate::throttle::inherit_party(work);
+    let work = async move {
+        match patience {
+            Some(p) => PATIENCE.scope(p, work).await,
+            None => work.await,
+        }
+    };
     async move {
         match counter {
             Some(c) => CALLS.scope(c, work).await,
@@ -275,6 +321,15 @@ impl Policy {
         self.inner.budget.as_ref()
     }
 
+    /// Keeps to a `1/runners` part of the configured throttle: runners that share one API's
+    /// limit together stay within it.
+    pub fn share_budget(&self, runners: usize) {
+        if let (Some(budget), Some(t)) = (self.budget(), self.config().throttle) {
+            let n = u32::try_from(runners.max(1)).unwrap_or(u32::MAX);
+            budget.set_limit(t.limit / n);
+        }
+    }
+
     /// Counters since the policy was made.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
@@ -282,6 +337,7 @@ impl Policy {
         Stats {
             requests: get(&c.requests),
             retries: get(&c.retries),
+            answers: get(&c.answers),
             rate_limited: get(&c.rate_limited),
             server_errors: get(&c.server_errors),
             timeouts: get(&c.timeouts),
@@ -352,8 +408,12 @@ impl Policy {
             drop(permit);
             drop(slot);
             let answer = match outcome {
-                Ok(answer) => answer,
+                Ok(answer) => {
+                    bump(&counters.answers);
+                    answer
+                }
                 Err(Failed::TooLarge(status)) => {
+                    bump(&counters.answers);
                     return Err(Error::TooLarge {
                         status,
                         limit: inner.config.max_body_bytes,
@@ -366,8 +426,11 @@ impl Policy {
                     }
                     failures += 1;
                     let resend = request.idempotent || !kind.maybe_sent();
-                    if resend && failures < retry.max_attempts {
-                        let wait = next(&mut delays, retry);
+                    let wait = next(&mut delays, retry);
+                    if resend
+                        && failures < retry.max_attempts
+                        && !impatient(wait, "the backoff after a failed request is")
+                    {
                         tracing::debug!(%kind, attempt = sends, wait_ms = ms(wait), "request failed; retrying");
                         tokio::time::sleep(wait).await;
                         continue;
@@ -434,6 +497,16 @@ impl Policy {
                         });
                     }
                     let wait = retry.server_wait(wait);
+                    if impatient(wait, "the server asked to wait") {
+                        if let (Some(window), Some(limit)) = (budget, patience()) {
+                            window.pause(limit);
+                        }
+                        return Err(Error::RateLimited {
+                            attempts: sends,
+                            headers: answer.headers,
+                            body: answer.body,
+                        });
+                    }
                     match budget {
                         // Everyone waits, not just this request: the budget is shared.
                         Some(window) => window.pause(wait),
@@ -450,6 +523,12 @@ impl Policy {
                         Some(asked) => retry.server_wait(asked),
                         None => next(&mut delays, retry),
                     };
+                    if impatient(
+                        wait,
+                        "the wait before sending again after a server error is",
+                    ) {
+                        return Err(status_error(answer));
+                    }
                     tracing::debug!(
                         status = status.as_u16(),
                         attempt = sends,
@@ -538,4 +617,100 @@ fn next(delays: &mut impl Iterator<Item = Duration>, retry: &RetryPolicy) -> Dur
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Throttle;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `status` and `Retry-After: 99999`; counts them.
+    async fn asks_for_a_day(status: u16) -> (reqwest::Url, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                seen.fetch_add(1, Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nretry-after: 99999\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (reqwest::Url::parse(&url).unwrap(), hits)
+    }
+
+    fn policy(throttle: Option<Throttle>) -> Policy {
+        Policy::new(PolicyConfig {
+            throttle,
+            timeout: Duration::from_secs(5),
+            ..PolicyConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// Fails the test rather than wait out what the server asked for.
+    async fn bounded<F: Future>(work: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(20), work)
+            .await
+            .expect("gave up at once instead of waiting the server's minutes")
+    }
+
+    #[tokio::test]
+    async fn a_server_asking_for_longer_than_the_patience_fails_the_request_at_once() {
+        let (url, hits) = asks_for_a_day(429).await;
+        let policy = policy(Some(Throttle {
+            limit: 100,
+            per: Duration::from_secs(1),
+        }));
+        let request = Request::get(url);
+        let patience = Duration::from_millis(200);
+        let e = bounded(with_patience(patience, policy.send(&request)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::RateLimited { attempts: 1, .. }), "{e:?}");
+        // The budget waits out the patience, not the day: the next request is sent.
+        let started = Instant::now();
+        let e = bounded(with_patience(patience, policy.send(&request)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::RateLimited { attempts: 1, .. }), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_5xx_asking_for_longer_than_the_patience_is_not_retried() {
+        let (url, hits) = asks_for_a_day(503).await;
+        let policy = policy(None);
+        let e = bounded(with_patience(
+            Duration::from_secs(1),
+            policy.send(&Request::get(url)),
+        ))
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::Status { status, attempts: 1, .. } if status == 503),
+            "{e:?}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn spawned_work_keeps_the_patience() {
+        let inherited = with_patience(Duration::from_secs(3), async {
+            tokio::spawn(counted(async { patience() })).await.unwrap()
+        })
+        .await;
+        assert_eq!(inherited, Some(Duration::from_secs(3)));
+        assert_eq!(
+            tokio::spawn(counted(async { patience() })).await.unwrap(),
+            None
+        );
+    }
 }

@@ -1,6 +1,9 @@
 //! Scheduled flows: tick on a cron expression or interval, never overlapping themselves, and
 //! read the source page by page from its last recorded checkpoint.
 //!
+//! The source's next page is read while the current one is written and recorded (one page
+//! ahead); the flow's requests take their turns in a shared connection's budget as its own.
+//!
 //! A tick whose destination (or source) is down waits and tries again from the same
 //! checkpoint after a backoff, instead of the next tick; under `--once`, until `once_wait`
 //! runs out.
@@ -11,10 +14,14 @@ use crate::connectors;
 use crate::executor::{FlowRuntime, Page};
 use crate::state::{Counts, Cursor};
 use chrono::{DateTime, Utc};
+use rivulet_http::throttle::as_party;
 use rivulet_spec::model::{Backoff, CatchUp};
 use rivulet_spec::schedule::{self, Timing};
 use std::sync::Arc;
 use tracing::Instrument;
+
+/// Items per page of a scheduled source (HubSpot's batch size).
+const PAGE: usize = 100;
 
 /// Tick, read, repeat.
 pub(super) async fn scheduled(flow: Arc<FlowRuntime>, mut shared: Shared) {
@@ -27,6 +34,20 @@ pub(super) async fn scheduled(flow: Arc<FlowRuntime>, mut shared: Shared) {
             return;
         }
     };
+    // A cron expression that never fires (`0 0 30 2 *`) runs the flow never, as it says
+    // (`validate` warns): only `--once` runs it, once.
+    if let Timing::Cron(cron) = &timing
+        && cron
+            .find_next_occurrence(&shared.clock.now(), false)
+            .is_err()
+        && !shared.once
+    {
+        tracing::warn!(
+            flow = flow.name(),
+            "its cron expression never fires: the flow does not run (`run --once` runs it once)"
+        );
+        return;
+    }
     let catch_up = flow
         .flow
         .schedule
@@ -75,13 +96,22 @@ async fn tick(flow: &Arc<FlowRuntime>, shared: &mut Shared) -> bool {
     let mut wait = Wait::default();
     let deadline = tokio::time::Instant::now() + shared.once_wait;
     loop {
-        match run_source(flow, shared).await {
-            None => {
-                wait.recovered(flow.name());
+        // Under `--once`, a server asking to be left alone longer than `--once-wait` is not
+        // waited for: the request gives up at once and the flow gives up waiting with it.
+        let source = run_source(flow, shared);
+        let outcome = if shared.once {
+            rivulet_http::with_patience(shared.once_wait, source).await
+        } else {
+            source.await
+        };
+        match outcome {
+            Read::Done => {
+                wait.recovered(&shared.metrics, flow.name());
                 return true;
             }
-            Some((why, backoff)) => {
-                let delay = wait.failed(flow.name(), why.clone(), backoff);
+            Read::Stop => return false,
+            Read::Wait(why, backoff) => {
+                let delay = wait.failed(&shared.metrics, flow.name(), why.clone(), backoff);
                 if shared.once && tokio::time::Instant::now() + delay > deadline {
                     tracing::error!(flow = flow.name(), "giving up: {why}");
                     note(&shared.summary, flow.name(), |s| s.waiting = Some(why));
@@ -97,9 +127,22 @@ async fn tick(flow: &Arc<FlowRuntime>, shared: &mut Shared) -> bool {
 
 /// One run of a scheduled flow's source: page by page until it is done. `Some((why,
 /// backoff))` when it has to wait for a destination or the source.
-async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Option<(String, Backoff)> {
+/// How a tick's read ended.
+enum Read {
+    /// Everything read is recorded.
+    Done,
+    /// A destination or the source is down: try again after the backoff.
+    Wait(String, Backoff),
+    /// The flow's position cannot be read: it stops (said once) rather than read everything
+    /// again.
+    Stop,
+}
+
+async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Read {
     let summary = &shared.summary;
-    let source = flow.flow.source.as_ref()?;
+    let Some(source) = flow.flow.source.as_ref() else {
+        return Read::Done;
+    };
     let identity = format!(
         "source:{}",
         serde_json::to_string(source).unwrap_or_default()
@@ -112,18 +155,24 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Option<(String,
         }
         Ok(None) => None,
         Err(e) => {
-            note(summary, flow.name(), |s| s.errors.push(e.to_string()));
-            return None;
+            let why = format!("its cursor cannot be read: {e}");
+            stopped(flow, shared, &why);
+            return Read::Stop;
         }
     };
     let started = shared.clock.now();
     let reader =
         connectors::build_source(source, &flow.base_dir, &shared.clients, checkpoint, started);
+    if let Err(SourceError::Checkpoint(e)) = &reader {
+        let why = format!("its stored checkpoint cannot be read: {e}");
+        stopped(flow, shared, &why);
+        return Read::Stop;
+    }
     let (run_id, ctx) = match shared.start_run(flow, started).await {
         Ok(run) => run,
         Err(e) => {
             note(summary, flow.name(), |s| s.errors.push(e.to_string()));
-            return None;
+            return Read::Done;
         }
     };
     let span = tracing::info_span!("run", flow = flow.name(), run_id);
@@ -137,14 +186,18 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Option<(String,
             other => (other.to_string(), None),
         };
         let mut reader: Box<dyn Source> = reader.map_err(source_error)?;
-        while let Some(page) = reader.next_page(100).await.map_err(source_error)? {
+        // One page ahead: the next page is read while this one is written and recorded; the
+        // source learns a page is recorded only after that (the read ahead moves nothing).
+        let mut next = as_party(flow.name(), reader.next_page(PAGE)).await;
+        while let Some(page) = next.map_err(source_error)? {
             let dedupe = reader.dedupe();
             let cursor = Some(Cursor {
                 identity: identity.clone(),
                 state: page.checkpoint.clone(),
             });
-            counts += flow
-                .process(
+            let written = as_party(
+                flow.name(),
+                flow.process(
                     run_id,
                     &ctx,
                     Page {
@@ -152,12 +205,15 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Option<(String,
                         dedupe,
                         cursor,
                     },
-                )
-                .await
-                .map_err(|e| classify(flow, &e))?;
+                ),
+            );
+            let (written, following) =
+                tokio::join!(written, as_party(flow.name(), reader.next_page(PAGE)));
+            counts += written.map_err(|e| classify(flow, &e))?;
             if !flow.dry_run {
                 reader.committed(&page).await.map_err(source_error)?;
             }
+            next = following;
         }
         Ok(())
     }
@@ -173,7 +229,23 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Option<(String,
         }
     };
     shared.finish(flow, Some(run_id), counts, &end).await;
-    waiting
+    match waiting {
+        Some((why, backoff)) => Read::Wait(why, backoff),
+        None => Read::Done,
+    }
+}
+
+/// Says once, loudly, that `flow` stops, and why.
+fn stopped(flow: &FlowRuntime, shared: &Shared, why: &str) {
+    let name = flow.name();
+    tracing::error!(
+        flow = name,
+        "the flow stops: {why}; `rivulet cursor reset {name} --to beginning` reads its source afresh"
+    );
+    shared
+        .metrics
+        .flow_status(name, "error", Some(why.to_string()));
+    note(&shared.summary, name, |s| s.errors.push(why.to_string()));
 }
 
 /// When a scheduled flow first runs after (re)starting, given its last run: a first start runs
@@ -196,11 +268,8 @@ fn plan_start(
 
 /// The tick after `after`. Date arithmetic saturates: no schedule can overflow it.
 fn next_tick(timing: &Timing, after: DateTime<Utc>) -> DateTime<Utc> {
-    let fallback = || {
-        after
-            .checked_add_signed(chrono::Duration::minutes(15))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    };
+    // No next occurrence: the end of time, never a made-up interval.
+    let fallback = || DateTime::<Utc>::MAX_UTC;
     match timing {
         Timing::Every(d) => chrono::Duration::from_std(d.get())
             .ok()

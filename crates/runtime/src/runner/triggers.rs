@@ -1,5 +1,10 @@
 //! Trigger groups: one poll per group, fanned out to every flow in it, each with its own cursor.
 //!
+//! Reading and writing overlap: the poll's next page is fetched while the flows write and
+//! record the current one (one page ahead, no more). The reads take their turns in the
+//! connection's budget as the group, each flow's writes as that flow, so flows sharing a
+//! connection share it fairly.
+//!
 //! A flow whose destination is down sits its group's polls out until its backoff has passed,
 //! then reads the same window again (its cursor did not move); the other flows of the group go
 //! on. Under `--once` the group polls again only for waiting flows, until they get through or
@@ -7,9 +12,11 @@
 
 use super::{End, Shared, Wait, classify, note, pause};
 use crate::connector::TriggerGroup;
+use crate::events::{self, Event};
 use crate::executor::{FlowRuntime, Page};
 use crate::state::{Counts, Cursor};
 use chrono::{DateTime, Utc};
+use rivulet_http::throttle::as_party;
 use rivulet_mapping::Context;
 use rivulet_spec::model::Backoff;
 use serde_json::Value;
@@ -30,9 +37,14 @@ pub(super) async fn poll_group(
     let deadline = tokio::time::Instant::now() + shared.once_wait;
     loop {
         let span = tracing::info_span!("poll", group = %key);
-        let calls = poll_once(group.as_ref(), &flows, &mut waits, &mut out, &shared)
-            .instrument(span)
-            .await;
+        let poll =
+            poll_once(&key, group.as_ref(), &flows, &mut waits, &mut out, &shared).instrument(span);
+        // Under `--once`, a server asking for more than `--once-wait` is not waited for.
+        let calls = if shared.once {
+            rivulet_http::with_patience(shared.once_wait, poll).await
+        } else {
+            poll.await
+        };
         shared
             .summary
             .lock()
@@ -122,6 +134,7 @@ struct Member {
 }
 
 async fn poll_once(
+    key: &str,
     group: &dyn TriggerGroup,
     flows: &[Arc<FlowRuntime>],
     waits: &mut [Wait],
@@ -132,6 +145,7 @@ async fn poll_once(
     let now = shared.clock.now();
     let mut members = Vec::new();
     let mut cursors = Vec::new();
+    let mut started = std::collections::HashMap::new();
     for (index, flow) in flows.iter().enumerate() {
         if out[index] || !waits[index].due() {
             cursors.push(None);
@@ -139,6 +153,7 @@ async fn poll_once(
         }
         match load_cursor(group, flow, index, now).await {
             Ok(state) => {
+                started.insert(index, state.clone());
                 cursors.push(Some(state));
                 members.push(Member {
                     flow: Arc::clone(flow),
@@ -165,14 +180,17 @@ async fn poll_once(
         Err(e) => {
             let why = format!("waiting for the trigger's system: {e}");
             for m in &members {
-                waits[m.index].failed(m.flow.name(), why.clone(), Backoff::default());
+                waits[m.index].read_failed(&shared.metrics, m.flow.name(), why.clone());
             }
             return 0;
         }
     };
     let mut read_failed = None;
+    let reads = Arc::<str>::from(key);
+    // One page ahead: the next page is fetched while this one is written and recorded.
+    let mut next = as_party(Arc::clone(&reads), poll.next_page()).await;
     loop {
-        let page = match poll.next_page().await {
+        let page = match next {
             Ok(Some(page)) => page,
             Ok(None) => break,
             Err(e) => {
@@ -180,6 +198,9 @@ async fn poll_once(
                 break;
             }
         };
+        if members.iter().all(|m| m.stopped.is_some()) {
+            break;
+        }
         let mut pages = page.members;
         let mut work = Vec::new();
         for m in members.iter_mut().filter(|m| m.stopped.is_none()) {
@@ -211,14 +232,19 @@ async fn poll_once(
                 },
             ));
         }
-        let results =
+        let written =
             futures_util::future::join_all(work.into_iter().map(|(m, page)| async move {
                 let (run_id, ctx) = m.run.clone().expect("run started");
                 let span = tracing::info_span!("run", flow = m.flow.name(), run_id);
-                let result = m.flow.process(run_id, &ctx, page).instrument(span).await;
+                // Each flow takes its own turns in the connection's budget.
+                let result = as_party(m.flow.name(), m.flow.process(run_id, &ctx, page))
+                    .instrument(span)
+                    .await;
                 (m, result)
-            }))
-            .await;
+            }));
+        let (results, following) =
+            tokio::join!(written, as_party(Arc::clone(&reads), poll.next_page()));
+        next = following;
         for (m, result) in results {
             match result {
                 Ok(c) => m.counts += c,
@@ -234,7 +260,7 @@ async fn poll_once(
     for m in &mut members {
         let end = match (&m.stopped, &read_failed) {
             (Some((why, Some(backoff))), _) => {
-                waits[m.index].failed(m.flow.name(), why.clone(), *backoff);
+                waits[m.index].failed(&shared.metrics, m.flow.name(), why.clone(), *backoff);
                 End::Waiting(why.clone())
             }
             (Some((why, None)), _) => {
@@ -244,11 +270,11 @@ async fn poll_once(
                 End::Error(why.clone())
             }
             (None, Some(why)) => {
-                waits[m.index].failed(m.flow.name(), why.clone(), Backoff::default());
+                waits[m.index].read_failed(&shared.metrics, m.flow.name(), why.clone());
                 End::Waiting(why.clone())
             }
             (None, None) => {
-                waits[m.index].recovered(m.flow.name());
+                waits[m.index].recovered(&shared.metrics, m.flow.name());
                 out[m.index] |= shared.once;
                 if let Some(state) = finished.get(m.index).filter(|_| !m.flow.dry_run) {
                     let cursor = Cursor {
@@ -269,5 +295,23 @@ async fn poll_once(
             .finish(&m.flow, m.run.as_ref().map(|r| r.0), m.counts, &end)
             .await;
     }
+    let now = shared.clock.now();
+    let lags: Vec<(&str, f64)> = members
+        .iter()
+        .filter_map(|m| {
+            let cursor = finished.get(m.index).or(started.get(&m.index))?;
+            let at = group.position(cursor)?;
+            Some((
+                m.flow.name(),
+                (now - at).num_milliseconds().max(0) as f64 / 1000.0,
+            ))
+        })
+        .collect();
+    events::Polled {
+        group: key,
+        calls: poll.calls(),
+        lags,
+    }
+    .emit(&shared.metrics);
     poll.calls()
 }
