@@ -104,10 +104,14 @@ fn github(d: &Diagnostic) -> String {
         Severity::Warning => "warning",
         Severity::Info => "notice",
     };
+    // CR and LF are the format's own escapes; any other control byte (ESC, BEL) is shown, not
+    // passed to a log viewer that would act on it.
     let escape_data = |s: &str| {
-        s.replace('%', "%25")
+        let s = s
+            .replace('%', "%25")
             .replace('\r', "%0D")
-            .replace('\n', "%0A")
+            .replace('\n', "%0A");
+        printable(&s).into_owned()
     };
     let escape_prop = |s: &str| escape_data(s).replace(':', "%3A").replace(',', "%2C");
     let mut message = d.message.clone();

@@ -188,14 +188,19 @@ fn open_blocking(path: &Path) -> Result<Connection, StateError> {
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Only a folder made here, or Rivulet's own `.rivulet`, is tightened: a state file put
+        // into a shared folder (`/srv/data`, a sticky `/tmp`) must not change who may use it.
+        let made = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        restrict(dir, 0o700).map_err(|source| StateError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        if made || dir.file_name().is_some_and(|n| n == ".rivulet") {
+            restrict(dir, 0o700).map_err(|source| StateError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
     }
     match std::fs::metadata(path) {
         Ok(meta) if !meta.is_file() => {
@@ -216,8 +221,6 @@ fn open_blocking(path: &Path) -> Result<Connection, StateError> {
     }
     let existed = path.exists();
     let conn = Connection::open(path).map_err(backend)?;
-    // Tighten an existing file too: it holds failed records' payloads.
-    restrict(path, 0o600).map_err(io)?;
     let not_ours = |e: rusqlite::Error| {
         StateError::Corrupt(format!(
             "state file {} cannot be read as Rivulet state ({e}); refusing to start afresh over it",
@@ -226,12 +229,8 @@ fn open_blocking(path: &Path) -> Result<Connection, StateError> {
     };
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(backend)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(not_ours)?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(backend)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(backend)?;
+    // A file that is not ours is refused before anything about it changes (its journal mode,
+    // its permissions): reading the schema writes nothing.
     if existed {
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -244,6 +243,23 @@ fn open_blocking(path: &Path) -> Result<Connection, StateError> {
             )));
         }
     }
+    // Tighten an existing file too, and the journal files beside it: they hold failed
+    // records' payloads.
+    restrict(path, 0o600).map_err(io)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut beside = path.as_os_str().to_owned();
+        beside.push(suffix);
+        match restrict(Path::new(&beside), 0o600) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(not_ours)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(backend)?;
     migrate(&conn)?;
     Ok(conn)
 }
@@ -305,6 +321,14 @@ fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why a flow's stored cursor cannot be used, and the way out: starting afresh on its own
+/// would deliver everything again.
+fn unreadable_cursor(flow: &str, e: &serde_json::Error) -> String {
+    format!(
+        "the stored cursor of `{flow}` is not JSON ({e}); the flow stops rather than deliver everything again. Reset it with `rivulet cursor reset {flow} --to …`"
+    )
+}
+
 fn conversion(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
 }
@@ -321,12 +345,12 @@ fn failure_status(text: String) -> rusqlite::Result<FailureStatus> {
 #[async_trait]
 impl StateStore for SqliteStore {
     async fn cursor(&self, flow: &str) -> Result<Option<Cursor>, StateError> {
-        let flow = flow.to_string();
+        let name = flow.to_string();
         let row: Option<(String, String)> = self
             .with(move |c| {
                 c.query_row(
                     "SELECT identity, state FROM cursors WHERE flow = ?1",
-                    [&flow],
+                    [&name],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
@@ -335,7 +359,7 @@ impl StateStore for SqliteStore {
         row.map(|(identity, state)| {
             serde_json::from_str(&state)
                 .map(|state| Cursor { identity, state })
-                .map_err(|e| StateError::Corrupt(format!("the stored cursor is not JSON ({e})")))
+                .map_err(|e| StateError::Corrupt(unreadable_cursor(flow, &e)))
         })
         .transpose()
     }
@@ -406,6 +430,18 @@ impl StateStore for SqliteStore {
             c.execute(
                 "DELETE FROM delivered WHERE flow = ?1 AND at_ms < ?2",
                 params![flow, before_ms],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn forget_delivered(&self, flow: &str, since_ms: i64) -> Result<u64, StateError> {
+        let flow = flow.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM delivered WHERE flow = ?1 AND at_ms >= ?2",
+                params![flow, since_ms],
             )
             .map(|n| n as u64)
         })
@@ -559,9 +595,8 @@ impl StateStore for SqliteStore {
             .await?;
         rows.into_iter()
             .map(|(flow, identity, state, updated_at)| {
-                let state = serde_json::from_str(&state).map_err(|e| {
-                    StateError::Corrupt(format!("the stored cursor of `{flow}` is not JSON ({e})"))
-                })?;
+                let state = serde_json::from_str(&state)
+                    .map_err(|e| StateError::Corrupt(unreadable_cursor(&flow, &e)))?;
                 Ok(StoredCursor {
                     flow,
                     cursor: Cursor { identity, state },
@@ -969,6 +1004,7 @@ mod tests {
                             action: Some(0),
                             error: "bad".into(),
                             record: Some(json!({"id": "2"})),
+                            sent: None,
                         }],
                         cursor: Some(Cursor {
                             identity: "contact/new_record".into(),
@@ -979,6 +1015,7 @@ mod tests {
                             succeeded: 1,
                             failed: 1,
                             skipped: 0,
+                            api_calls: 3,
                         },
                         ..Commit::default()
                     },
@@ -1008,7 +1045,8 @@ mod tests {
                 read: 2,
                 succeeded: 1,
                 failed: 1,
-                skipped: 0
+                skipped: 0,
+                api_calls: 3,
             }
         );
         assert_eq!(runs[0].status, RunStatus::Running);
@@ -1246,6 +1284,7 @@ mod tests {
             action: Some(0),
             error: "refused".into(),
             record: None,
+            sent: None,
         };
         store
             .commit(
@@ -1314,6 +1353,45 @@ mod tests {
             .unwrap();
         let e = SqliteStore::open(&foreign).await.unwrap_err().to_string();
         assert!(e.contains("not Rivulet's state"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_refused_file_and_a_shared_folder_are_left_as_they_were() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = tempfile::tempdir().unwrap();
+        let foreign = dir.path().join("foreign.db");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE invoices (id INTEGER)")
+            .unwrap();
+        std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(SqliteStore::open(&foreign).await.is_err());
+        assert_eq!(mode(&foreign), 0o644, "a refused file keeps its mode");
+        let journal: String = Connection::open(&foreign)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(journal, "delete", "a refused file keeps its journal mode");
+
+        // A state file in a folder others share: the file is private, the folder unchanged.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        SqliteStore::open(&shared.join("state.db")).await.unwrap();
+        assert_eq!(mode(&shared), 0o1777);
+        assert_eq!(mode(&shared.join("state.db")), 0o600);
+        // A folder made for the state, and Rivulet's own, are private.
+        SqliteStore::open(&dir.path().join("new/state.db"))
+            .await
+            .unwrap();
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        let own = dir.path().join(".rivulet");
+        std::fs::create_dir(&own).unwrap();
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).unwrap();
+        SqliteStore::open(&own.join("state.db")).await.unwrap();
+        assert_eq!(mode(&own), 0o700);
     }
 
     #[tokio::test]

@@ -89,9 +89,34 @@ fn unsupported_unit(text: &str) -> Option<&str> {
     }
 }
 
+/// In the units a file may use (`300d`, `1h 30m`, `15s`), never months or years, whose length
+/// is ambiguous and which [`Duration::parse`] refuses: what is printed reads back as the same
+/// duration.
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        let secs = self.0.as_secs();
+        let nanos = u64::from(self.0.subsec_nanos());
+        let parts = [
+            (secs / 86_400, "d"),
+            (secs / 3_600 % 24, "h"),
+            (secs / 60 % 60, "m"),
+            (secs % 60, "s"),
+            (nanos / 1_000_000, "ms"),
+            (nanos / 1_000 % 1_000, "us"),
+            (nanos % 1_000, "ns"),
+        ];
+        let mut written = false;
+        for (n, unit) in parts.into_iter().filter(|(n, _)| *n > 0) {
+            if written {
+                f.write_str(" ")?;
+            }
+            write!(f, "{n}{unit}")?;
+            written = true;
+        }
+        if !written {
+            f.write_str("0s")?;
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +163,23 @@ mod tests {
         assert!(Duration::parse("15").unwrap_err().contains("no unit"));
         assert!(Duration::parse("15x").is_err());
         assert!(Duration::parse("").is_err());
+    }
+
+    #[test]
+    fn prints_in_units_it_reads_back() {
+        for (text, shown) in [
+            ("15s", "15s"),
+            ("1h 30m", "1h 30m"),
+            ("300d", "300d"),
+            ("366d", "366d"),
+            ("1w 2d", "9d"),
+            ("1500ms", "1s 500ms"),
+            ("0s", "0s"),
+        ] {
+            let d = Duration::parse(text).unwrap();
+            assert_eq!(d.to_string(), shown);
+            assert_eq!(Duration::parse(shown).unwrap(), d);
+        }
     }
 
     #[test]

@@ -153,11 +153,13 @@ fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    let before = f.metadata()?.len();
+    let meta = f.metadata()?;
+    let before = meta.len();
     let written = f.write_all(bytes).and_then(|()| f.sync_data());
     if let Err(e) = written {
-        // Best effort: the undo mark recorded before the write cuts it back too.
-        if f.set_len(before).and_then(|()| f.sync_data()).is_err() {
+        // Best effort: the undo mark recorded before the write cuts it back too. A device
+        // (`/dev/full`) keeps nothing, so there is nothing to cut.
+        if meta.is_file() && f.set_len(before).and_then(|()| f.sync_data()).is_err() {
             tracing::warn!(path = %path.display(), "could not cut a failed append back; the next start does");
         }
         return Err(e);
@@ -239,7 +241,8 @@ pub fn truncate_to(path: &Path, len: u64) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    if f.metadata()?.len() > len {
+    let meta = f.metadata()?;
+    if meta.is_file() && meta.len() > len {
         f.set_len(len)?;
         f.sync_data()?;
     }

@@ -208,9 +208,11 @@ impl Reader {
         };
         let mut state: State = match checkpoint {
             None | Some(Value::Null) => State::default(),
-            Some(v) => {
-                serde_json::from_value(v).map_err(|e| SourceError::Checkpoint(e.to_string()))?
-            }
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                SourceError::Checkpoint(format!(
+                    "{e}; the flow stops rather than read everything again (`rivulet cursor reset FLOW --to beginning` reads it afresh)"
+                ))
+            })?,
         };
         let files = list_files(base_dir, &config.path)?;
         // Forget files that are gone, so the checkpoint does not grow forever.
@@ -463,6 +465,14 @@ fn list_files(base_dir: &Path, pattern: &str) -> Result<Vec<(String, PathBuf)>, 
             }
         };
         if !full.is_file() {
+            // A folder is simply not a file to read; a FIFO or a device (`/dev/zero`) would
+            // block or never end, so it is not read either — but not silently.
+            if !full.is_dir() && full.exists() {
+                tracing::warn!(
+                    path = %relative(base_dir, &full),
+                    "not a regular file (a FIFO, socket or device): it is not read"
+                );
+            }
             continue;
         }
         files.push((relative(base_dir, &full), full));

@@ -155,11 +155,17 @@ impl HttpClient {
                 setting: setting.clone(),
                 source,
             })?;
-            // What came from the environment may be a credential: scrubbed wherever it shows.
-            for var in rivulet_spec::env::references(&conn.headers[name]).unwrap_or_default() {
+            // What came from the environment may be a credential: scrubbed wherever it shows,
+            // alone and as the whole header value (`Bearer …`, which a server may echo
+            // base64-encoded as it is).
+            let refs = rivulet_spec::env::references(&conn.headers[name]).unwrap_or_default();
+            for var in &refs {
                 if let Ok(v) = std::env::var(&var.name) {
                     rivulet_http::secrets::register(&v);
                 }
+            }
+            if !refs.is_empty() {
+                rivulet_http::secrets::register(&value);
             }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::Config(format!("`{name}` is not a valid header name")))?;
@@ -190,6 +196,11 @@ impl HttpClient {
     /// The counters so far.
     pub fn stats(&self) -> HttpStats {
         self.policy.stats()
+    }
+
+    /// Keeps to a `1/runners` part of the connection's throttle (runners sharing it).
+    pub fn share_budget(&self, runners: usize) {
+        self.policy.share_budget(runners);
     }
 
     /// The URL of a path below the base URL (`/customers` → `{base}/customers`), or an
@@ -320,7 +331,10 @@ impl HttpClient {
 
 /// At most 200 characters of a body, on one line.
 pub fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(800)]);
+    // Scrubbed before it is cut: a server that echoes a secret across the cut would otherwise
+    // leave its first characters behind, which no later scrubbing recognises.
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64 * 1024)]);
+    let text = rivulet_http::secrets::scrub(&text);
     let mut out: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -354,6 +368,14 @@ mod tests {
         let long = "x".repeat(1000);
         assert!(snippet(long.as_bytes()).chars().count() <= 201);
         assert_eq!(snippet(b"<html>\n<b>oops</b>"), "<html> <b>oops</b>");
+    }
+
+    #[test]
+    fn a_secret_echoed_across_the_cut_leaves_nothing_behind() {
+        rivulet_http::secrets::register("snippet-s3cr3t-value");
+        let echoed = format!("{}Bearer snippet-s3cr3t-value", "x".repeat(185));
+        let shown = snippet(echoed.as_bytes());
+        assert!(!shown.contains("snippet-"), "{shown}");
     }
 
     #[test]

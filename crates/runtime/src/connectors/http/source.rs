@@ -161,9 +161,11 @@ impl HttpReader {
         };
         let state: State = match checkpoint {
             None | Some(Value::Null) => State::default(),
-            Some(v) => {
-                serde_json::from_value(v).map_err(|e| SourceError::Checkpoint(e.to_string()))?
-            }
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                SourceError::Checkpoint(format!(
+                    "{e}; the flow stops rather than read everything again (`rivulet cursor reset FLOW --to beginning` reads it afresh)"
+                ))
+            })?,
         };
         let (at, skip, since) = match &state.pending {
             Some(p) => (p.at.clone(), p.skip, p.since.clone()),
