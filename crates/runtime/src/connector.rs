@@ -34,6 +34,36 @@ pub enum RetrySafety {
     AtLeastOnceWithKey,
 }
 
+/// What an earlier action of the flow made for the same record, handed to an action that
+/// builds on it (`associate_with`): the created deal's id for its line items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    /// The earlier action, for messages (`` `deal` (action 0) ``).
+    pub action: String,
+    /// What its ids name, in its connector's terms (HubSpot: `deals`), when it says.
+    pub object: Option<String>,
+    /// The ids it reported for the record.
+    pub ids: Vec<String>,
+    /// Whether those records were created by this very attempt, so nothing can hang off them
+    /// yet (a new deal has no line items); false when they may be older (an update, an upsert,
+    /// a create found after a crash or made by an earlier run).
+    pub new: bool,
+}
+
+/// Whether an action checks or makes something for a page before any action writes it (see
+/// [`Action::prepare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preparation {
+    /// Nothing to prepare.
+    None,
+    /// Reads only (products looked up by SKU).
+    Reads,
+    /// May create things the records share (missing products): the executor marks the
+    /// attempt in the ledger first, and an attempt after a crash is told when the interrupted
+    /// one began, so lookups that lag writes (search) can allow for it.
+    Writes,
+}
+
 /// An action: writes mapped records somewhere.
 #[async_trait]
 pub trait Action: Send + Sync {
@@ -80,6 +110,66 @@ pub trait Action: Send + Sync {
     /// for [`crate::connectors::undo`] to take the write back.
     async fn undo_mark(&self) -> Result<Value, String> {
         Ok(Value::Null)
+    }
+
+    /// What a dry run prints as the record's fields for this action: by default the mapped
+    /// fields it takes.
+    fn preview(&self, record: &Prepared<'_>, ctx: &Context) -> Value {
+        let _ = ctx;
+        Value::Object(
+            record
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// What the ids this action reports name (HubSpot: the object type, `deals`), for the
+    /// actions that build on them.
+    fn object(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether an id this action reports for a record it was given no earlier id for
+    /// (`known_ids`) names a record it has just created (true for creates).
+    fn creates_new(&self) -> bool {
+        false
+    }
+
+    /// Whether the action prepares pages (see [`Action::prepare`]).
+    fn preparation(&self) -> Preparation {
+        Preparation::None
+    }
+
+    /// Called for a page before any action of the flow writes it: checks and makes what this
+    /// action's writes will need (a deal's line items' products), so that a record that cannot
+    /// go through fails whole — its transaction — before anything of it is written. One answer
+    /// per record: `Ok` or the outcome to fail it with (`Failed`, kept for replay; `Transient`:
+    /// the whole page waits). `interrupted`: when an earlier attempt at preparing, which a crash
+    /// cut short, began ([`Preparation::Writes`] only).
+    async fn prepare(
+        &self,
+        batch: &[Prepared<'_>],
+        interrupted: Option<DateTime<Utc>>,
+        ctx: &Context,
+    ) -> Vec<Result<(), ActionOutcome>> {
+        let _ = (interrupted, ctx);
+        batch.iter().map(|_| Ok(())).collect()
+    }
+
+    /// [`Action::write`], given for each record what the actions it builds on made of it
+    /// (`links[i]`, in the order of its `associate_with`). An outcome's id may list several
+    /// ids, comma-separated (a deal's line items).
+    async fn write_linked(
+        &self,
+        batch: &[Prepared<'_>],
+        links: &[Vec<Link>],
+        known_ids: &[Option<String>],
+        ctx: &Context,
+    ) -> Vec<ActionOutcome> {
+        let _ = links;
+        self.write(batch, known_ids, ctx).await
     }
 }
 
@@ -170,6 +260,12 @@ pub trait TriggerGroup: Send + Sync {
     /// Whether `state` is a cursor this trigger wrote; damaged state is an error, never a
     /// silent restart.
     fn check_cursor(&self, state: &Value) -> Result<(), String>;
+
+    /// The instant up to which a cursor has read (for the trigger's lag), if it tracks time.
+    fn position(&self, cursor: &Value) -> Option<DateTime<Utc>> {
+        let _ = cursor;
+        None
+    }
 
     /// Starts one poll, given each member's cursor (in member order; `None` for a member that
     /// sits this poll out), as of `now`.

@@ -1,18 +1,30 @@
-//! One page of records through one flow: map, run the actions in order, record every outcome
-//! and the cursor that covers them in one transaction.
+//! One page of records through one flow: map, prepare, run the actions in order, record every
+//! outcome and the cursor that covers them in one transaction.
 //!
 //! The executor knows actions only through [`Action`]; what it does around a write depends on
 //! the action's [`RetrySafety`]: ledger entries around creates, an undo mark before undoable
 //! writes, nothing for idempotent ones.
+//!
+//! A record's actions are its transaction. Actions that prepare ([`Action::prepare`]: a deal's
+//! line items' products) do so for the whole page before anything is written, and a record they
+//! refuse fails before any action writes it. Then each action writes, in one batch, the records
+//! whose prerequisites all succeeded (by default every earlier action; `prerequisites` and
+//! `associate_with` declare others), handed what the actions it builds on made of each record
+//! ([`Link`]: the created deal's id for its line items). A record whose prerequisite failed is
+//! not written by the action, and its one failed-record entry says so. Creates that later
+//! actions build on are recorded in the ledger as soon as they are made, so a crash between
+//! the deal and its line items finds the deal instead of creating it again.
 
-use crate::connector::{Action, RetrySafety};
+use crate::connector::{Action, Link, Preparation, RetrySafety};
+use crate::events::Event;
 use crate::record::{ActionOutcome, Item, Prepared, Record};
 use crate::state::{
     Commit, Counts, Cursor, FailedRecord, Fence, LedgerState, StateError, StateStore, UndoMark,
 };
+use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use rivulet_mapping::{Context, Mapping, OutputMode};
-use rivulet_spec::model::Flow;
+use rivulet_spec::model::{Dependencies, Flow};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -32,12 +44,19 @@ pub struct FlowRuntime {
     pub store: Arc<dyn StateStore>,
     /// Read and map, but write nothing and record nothing.
     pub dry_run: bool,
-    /// The lease the flow runs under; every commit checks it.
-    pub fence: Option<Fence>,
+    /// The lease the flow runs under; every commit checks it. Set when the runner takes the
+    /// lease on the flow's work (runners sharing a state take it per trigger group or
+    /// schedule, and may lose it).
+    pub fence: Mutex<Option<Fence>>,
+    /// Whether the lease behind `fence` is still surely held (runners sharing a state): checked
+    /// before every write, so a runner paused past its lease writes nothing more.
+    pub guard: Mutex<Option<crate::lease::LeaseGuard>>,
     /// Records an at-least-once-with-key action already delivered in a page that was then
     /// given up (a later destination was down): when the page comes again they are not sent
     /// again. Kept in memory only: after a restart the key makes a repeat harmless.
     pub resend: Mutex<HashSet<(usize, String, String)>>,
+    /// Where what happens is counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A page handed to [`FlowRuntime::process`].
@@ -73,6 +92,37 @@ struct Live {
     record: Record,
     wire: Option<IndexMap<String, Value>>,
     native: Option<IndexMap<String, Value>>,
+    /// Where it stands with each action, by index.
+    steps: Vec<Step>,
+    /// Failed while its actions prepared, before anything of it was written: (action, why).
+    doomed: Option<(usize, String)>,
+}
+
+/// Where a record stands with one action.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Not reached yet.
+    Waiting,
+    /// Written; what the action made of it.
+    Done(Link),
+    /// The action failed for it.
+    Failed(String),
+    /// Not run: this prerequisite (an action index) did not succeed.
+    Blocked(usize),
+}
+
+/// The ledger key under which an action's preparation is announced before it may write (see
+/// [`Preparation::Writes`]); a control character keeps it apart from records' keys.
+const PREPARING: &str = "\u{1f}preparing";
+
+/// The records at `at` of `live`, as an action of `mode` takes them.
+fn prepare_batch<'a>(live: &'a [Live], at: &[usize], mode: OutputMode) -> Vec<Prepared<'a>> {
+    at.iter()
+        .map(|p| Prepared {
+            record: &live[*p].record,
+            fields: live[*p].fields(mode),
+        })
+        .collect()
 }
 
 impl Live {
@@ -94,6 +144,34 @@ fn version_ms(record: &Record) -> i64 {
 }
 
 impl FlowRuntime {
+    /// The fence commits carry now.
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs the flow's commits under `fence` from now on.
+    pub fn set_fence(&self, fence: Option<Fence>) {
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = fence;
+    }
+
+    /// Writes only while `guard` says the lease is held, from now on.
+    pub fn set_guard(&self, guard: Option<crate::lease::LeaseGuard>) {
+        *self.guard.lock().unwrap_or_else(|p| p.into_inner()) = guard;
+    }
+
+    /// Refuses to write once the lease may have passed to another runner.
+    fn check_lease(&self) -> Result<(), StateError> {
+        let guard = self.guard.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match (guard, self.fence()) {
+            (Some(guard), Some(fence)) if !guard.is_current() => Err(StateError::Fenced {
+                name: fence.name,
+                held: fence.token,
+                current: fence.token,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The flow's name.
     pub fn name(&self) -> &str {
         &self.flow.name
@@ -186,6 +264,8 @@ impl FlowRuntime {
                     record,
                     wire,
                     native,
+                    steps: vec![Step::Waiting; self.actions.len()],
+                    doomed: None,
                 }),
                 (Err(errors), _) | (_, Err(errors)) => failed.push(FailedRecord {
                     key: record.key.clone(),
@@ -205,36 +285,139 @@ impl FlowRuntime {
 
         let mut commit = Commit {
             run_id,
-            fence: self.fence.clone(),
+            fence: self.fence(),
             ..Commit::default()
         };
         let mut marks = Vec::new();
         let mut keyed = Vec::new();
-        for (index, action) in self.actions.iter().enumerate() {
-            if live.is_empty() {
-                break;
+        let plan = self.flow.dependencies();
+        let mut preparing = Vec::new();
+
+        // First what the actions' writes need (a deal's line items' products), before anything
+        // of the page is written: a record that cannot go through fails whole here, its
+        // transaction, and the others go on.
+        if !self.dry_run {
+            for (index, action) in self.actions.iter().enumerate() {
+                let preparation = action.preparation();
+                if preparation == Preparation::None {
+                    continue;
+                }
+                let at: Vec<usize> = (0..live.len())
+                    .filter(|p| live[*p].doomed.is_none())
+                    .collect();
+                if at.is_empty() {
+                    break;
+                }
+                self.check_lease()?;
+                let interrupted = match preparation {
+                    Preparation::Writes => {
+                        preparing.push(index);
+                        self.mark_preparing(index).await?
+                    }
+                    _ => None,
+                };
+                let (answers, calls) = {
+                    let prepared = prepare_batch(&live, &at, action.output_mode());
+                    rivulet_http::count_calls(action.prepare(&prepared, interrupted, ctx)).await
+                };
+                counts.api_calls += calls;
+                if let Some(reason) = answers.iter().find_map(|a| match a {
+                    Err(ActionOutcome::Transient { reason }) => Some(reason.clone()),
+                    _ => None,
+                }) {
+                    self.abandon(commit, marks).await?;
+                    return Err(PageError::Transient {
+                        action: index,
+                        destination: action.destination(),
+                        reason,
+                    });
+                }
+                for (p, answer) in at.into_iter().zip(answers) {
+                    match answer {
+                        Ok(()) | Err(ActionOutcome::Done { .. }) => {}
+                        Err(ActionOutcome::Failed { message: why })
+                        | Err(ActionOutcome::Unknown { reason: why })
+                        | Err(ActionOutcome::Transient { reason: why }) => {
+                            live[p].doomed = Some((index, why))
+                        }
+                    }
+                }
             }
-            let (outcomes, calls) = rivulet_http::count_calls(self.run_action(
+        }
+
+        for (index, action) in self.actions.iter().enumerate() {
+            // Which records this action writes: those whose prerequisites all succeeded.
+            let needs = &plan[index].needs;
+            let mut at = Vec::with_capacity(live.len());
+            let mut blocked = 0u64;
+            for (p, l) in live.iter_mut().enumerate() {
+                if l.doomed.is_some() {
+                    continue;
+                }
+                match needs
+                    .iter()
+                    .find(|d| !matches!(l.steps[**d], Step::Done(_)))
+                {
+                    None => at.push(p),
+                    Some(d) => {
+                        l.steps[index] = Step::Blocked(*d);
+                        blocked += 1;
+                    }
+                }
+            }
+            if at.is_empty() {
+                if blocked > 0 && !self.dry_run {
+                    crate::events::ActionWrote {
+                        flow,
+                        action: index,
+                        kind: action.kind(),
+                        delivered: 0,
+                        failed: blocked,
+                    }
+                    .emit(&self.metrics);
+                }
+                continue;
+            }
+            // What the actions it builds on made of each record (the deal's id for its items).
+            let links: Vec<Vec<Link>> = at
+                .iter()
+                .map(|p| {
+                    plan[index]
+                        .builds_on
+                        .iter()
+                        .filter_map(|t| match &live[*p].steps[*t] {
+                            Step::Done(link) => Some(link.clone()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .collect();
+            let ledger_from = commit.ledger_done.len();
+            let (answers, calls) = rivulet_http::count_calls(self.run_action(
                 index,
                 action.as_ref(),
                 &live,
+                &at,
+                &links,
                 ctx,
                 &mut commit,
                 &mut marks,
             ))
             .await;
-            let outcomes = outcomes?;
+            let answers = answers?;
             counts.api_calls += calls;
-            let mode = action.output_mode();
             if action.retry_safety() == RetrySafety::AtLeastOnceWithKey {
                 keyed.extend(
-                    live.iter()
-                        .zip(&outcomes)
-                        .filter(|(_, o)| o.is_done())
-                        .map(|(l, _)| (index, l.record.key.clone(), l.record.version.clone())),
+                    at.iter()
+                        .zip(&answers)
+                        .filter(|(_, (o, _))| o.is_done())
+                        .map(|(p, _)| {
+                            let r = &live[*p].record;
+                            (index, r.key.clone(), r.version.clone())
+                        }),
                 );
             }
-            if let Some(reason) = outcomes.iter().find_map(|o| match o {
+            if let Some(reason) = answers.iter().find_map(|(o, _)| match o {
                 ActionOutcome::Transient { reason } => Some(reason.clone()),
                 _ => None,
             }) {
@@ -246,27 +429,68 @@ impl FlowRuntime {
                     reason,
                 });
             }
-            let mut still = Vec::with_capacity(live.len());
-            for (l, outcome) in live.into_iter().zip(outcomes) {
-                match outcome {
-                    ActionOutcome::Done { .. } => still.push(l),
-                    ActionOutcome::Failed { message } => {
-                        failed.push(failure(l, index, mode, message))
-                    }
+            if !self.dry_run {
+                let done = answers.iter().filter(|(o, _)| o.is_done()).count() as u64;
+                crate::events::ActionWrote {
+                    flow,
+                    action: index,
+                    kind: action.kind(),
+                    delivered: done,
+                    failed: answers.len() as u64 - done + blocked,
+                }
+                .emit(&self.metrics);
+            }
+            for (p, (outcome, new)) in at.iter().zip(answers) {
+                live[*p].steps[index] = match outcome {
+                    ActionOutcome::Done { id } => Step::Done(Link {
+                        action: self.flow.action_label(index),
+                        object: action.object(),
+                        ids: id
+                            .iter()
+                            .flat_map(|ids| ids.split(','))
+                            .map(str::trim)
+                            .filter(|id| !id.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        new,
+                    }),
+                    ActionOutcome::Failed { message } => Step::Failed(message),
                     ActionOutcome::Unknown { reason } | ActionOutcome::Transient { reason } => {
-                        failed.push(failure(
-                            l,
-                            index,
-                            mode,
-                            format!(
-                                "outcome unknown ({reason}); check the target before replaying"
-                            ),
+                        Step::Failed(format!(
+                            "outcome unknown ({reason}); check the target before replaying"
                         ))
                     }
-                }
+                };
             }
-            live = still;
+            // Creates that later actions build on are recorded at once, not with the page: a
+            // crash between this action and those finds them in the ledger (the deal is not
+            // created twice, and its line items are still made).
+            let built_on = plan[index + 1..]
+                .iter()
+                .any(|d| d.declared && d.needs.contains(&index));
+            if !self.dry_run && built_on && commit.ledger_done.len() > ledger_from {
+                let early = Commit {
+                    run_id,
+                    fence: self.fence(),
+                    ledger_done: commit.ledger_done[ledger_from..].to_vec(),
+                    ..Commit::default()
+                };
+                self.store.commit(flow, &early).await?;
+            }
         }
+        let mut still = Vec::with_capacity(live.len());
+        for mut l in live {
+            if let Some((index, why)) = l.doomed.take() {
+                let message = format!("{why} (so no action wrote this record)");
+                failed.push(self.failure(l, index, ctx, message));
+                continue;
+            }
+            match self.explain(&l.steps, &plan) {
+                None => still.push(l),
+                Some((index, message)) => failed.push(self.failure(l, index, ctx, message)),
+            }
+        }
+        let live = still;
         counts.succeeded += live.len() as u64;
         counts.failed += failed.len() as u64;
         if self.dry_run {
@@ -294,11 +518,17 @@ impl FlowRuntime {
             }
         }
         commit.succeeded_keys = live.iter().map(|l| l.record.key.clone()).collect();
+        commit.ledger_clear.extend(
+            preparing
+                .into_iter()
+                .map(|index| (index, PREPARING.to_string())),
+        );
         commit.delivered = delivered;
         commit.failed = failed;
         commit.cursor = page.cursor;
         commit.counts = counts;
         self.store.commit(flow, &commit).await?;
+        crate::events::PageRecorded { flow, counts }.emit(&self.metrics);
         if !keyed.is_empty() {
             let mut resend = self.resend_set();
             for k in &keyed {
@@ -337,23 +567,77 @@ impl FlowRuntime {
         self.store.commit(self.name(), &known).await
     }
 
+    /// Takes down that action `index`'s preparation may create things the page's records share
+    /// (so an attempt after a crash knows), and says when an earlier such attempt, which a crash
+    /// cut short, began. The mark is dropped with the page's commit.
+    async fn mark_preparing(&self, index: usize) -> Result<Option<DateTime<Utc>>, StateError> {
+        let flow = self.name();
+        let key = vec![PREPARING.to_string()];
+        let before = self.store.ledger(flow, index, &key).await?;
+        let interrupted = before
+            .get(PREPARING)
+            .filter(|e| e.state == LedgerState::Pending)
+            .and_then(|e| e.at);
+        self.store.ledger_pending(flow, index, &key).await?;
+        Ok(interrupted)
+    }
+
+    /// Why a record that did not go through failed: the first action that failed for it (its
+    /// error), then the other failures, and the actions with declared prerequisites that were
+    /// not run because of them. `None` when every action took it.
+    fn explain(&self, steps: &[Step], plan: &[Dependencies]) -> Option<(usize, String)> {
+        let first = steps.iter().position(|s| !matches!(s, Step::Done(_)))?;
+        let mut text = match &steps[first] {
+            Step::Failed(message) => message.clone(),
+            Step::Blocked(d) => format!(
+                "not run: its prerequisite {} did not succeed",
+                self.flow.action_label(*d)
+            ),
+            Step::Waiting | Step::Done(_) => "internal: the record was never written".into(),
+        };
+        for (j, step) in steps.iter().enumerate().skip(first + 1) {
+            match step {
+                Step::Failed(message) => {
+                    text.push_str(&format!(
+                        "; {} failed too: {message}",
+                        self.flow.action_label(j)
+                    ));
+                }
+                Step::Blocked(d) if plan[j].declared => {
+                    let how = if matches!(steps[*d], Step::Failed(_)) {
+                        "failed"
+                    } else {
+                        "was not run"
+                    };
+                    text.push_str(&format!(
+                        "; {} was not run: its prerequisite {} {how}",
+                        self.flow.action_label(j),
+                        self.flow.action_label(*d)
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Some((first, text))
+    }
+
+    /// Runs action `index` on the records at `at` of `live`, `links[n]` being what the actions
+    /// it builds on made of the `n`th of them. One answer per record: its outcome, and whether
+    /// the id it reports names a record created just now.
+    #[allow(clippy::too_many_arguments)]
     async fn run_action(
         &self,
         index: usize,
         action: &dyn Action,
         live: &[Live],
+        at: &[usize],
+        links: &[Vec<Link>],
         ctx: &Context,
         commit: &mut Commit,
         marks: &mut Vec<UndoMark>,
-    ) -> Result<Vec<ActionOutcome>, StateError> {
+    ) -> Result<Vec<(ActionOutcome, bool)>, StateError> {
         let mode = action.output_mode();
-        let prepared: Vec<Prepared<'_>> = live
-            .iter()
-            .map(|l| Prepared {
-                record: &l.record,
-                fields: l.fields(mode),
-            })
-            .collect();
+        let prepared = prepare_batch(live, at, mode);
         if self.dry_run {
             for p in &prepared {
                 let line = serde_json::json!({
@@ -361,19 +645,25 @@ impl FlowRuntime {
                     "action": index,
                     "kind": action.kind(),
                     "record": p.record.key,
-                    "fields": p.fields,
+                    "fields": action.preview(p, ctx),
                 });
                 println!(
                     "dry-run {}",
                     rivulet_http::secrets::scrub(&line.to_string())
                 );
             }
-            return Ok(vec![ActionOutcome::Done { id: None }; prepared.len()]);
+            return Ok(vec![
+                (ActionOutcome::Done { id: None }, false);
+                prepared.len()
+            ]);
         }
+        self.check_lease()?;
         let flow = self.name();
+        let old = |outcomes: Vec<ActionOutcome>| outcomes.into_iter().map(|o| (o, false)).collect();
         Ok(match action.retry_safety() {
             RetrySafety::LedgeredCreate => {
-                self.ledgered(index, action, &prepared, ctx, commit).await?
+                self.ledgered(index, action, &prepared, links, ctx, commit)
+                    .await?
             }
             RetrySafety::Undoable => {
                 match action.undo_mark().await {
@@ -386,13 +676,13 @@ impl FlowRuntime {
                         self.store.mark_undo(flow, &mark).await?;
                         marks.push(mark);
                         commit.clear_undo_marks = true;
-                        action.write(&prepared, &[], ctx).await
+                        old(action.write_linked(&prepared, links, &[], ctx).await)
                     }
                     // Without a mark the write could not be taken back after a crash.
-                    Err(e) => vec![ActionOutcome::failed(e); prepared.len()],
+                    Err(e) => vec![(ActionOutcome::failed(e), false); prepared.len()],
                 }
             }
-            RetrySafety::Idempotent => action.write(&prepared, &[], ctx).await,
+            RetrySafety::Idempotent => old(action.write_linked(&prepared, links, &[], ctx).await),
             RetrySafety::AtLeastOnceWithKey => {
                 // What an abandoned page already delivered is not sent again.
                 let delivered: Vec<bool> = {
@@ -408,20 +698,26 @@ impl FlowRuntime {
                         })
                         .collect()
                 };
-                let to_send: Vec<Prepared<'_>> = prepared
+                let (to_send, send_links): (Vec<Prepared<'_>>, Vec<Vec<Link>>) = prepared
                     .iter()
+                    .zip(links)
                     .zip(&delivered)
                     .filter(|(_, done)| !**done)
-                    .map(|(p, _)| *p)
-                    .collect();
-                let mut sent = action.write(&to_send, &[], ctx).await.into_iter();
+                    .map(|((p, l), _)| (*p, l.clone()))
+                    .unzip();
+                let mut sent = action
+                    .write_linked(&to_send, &send_links, &[], ctx)
+                    .await
+                    .into_iter();
                 delivered
                     .iter()
                     .map(|done| match done {
-                        true => ActionOutcome::Done { id: None },
-                        false => sent
-                            .next()
-                            .unwrap_or_else(|| ActionOutcome::failed("internal: no outcome")),
+                        true => (ActionOutcome::Done { id: None }, false),
+                        false => (
+                            sent.next()
+                                .unwrap_or_else(|| ActionOutcome::failed("internal: no outcome")),
+                            false,
+                        ),
                     })
                     .collect()
             }
@@ -429,25 +725,28 @@ impl FlowRuntime {
     }
 
     /// Creates, announced in the ledger before they are made, so a crash cannot lead to a
-    /// second create: an announced record is looked up instead.
+    /// second create: an announced record is looked up instead. A record the ledger already
+    /// has an id for (an earlier attempt or run created it) is written as an update of it.
     async fn ledgered(
         &self,
         index: usize,
         action: &dyn Action,
         prepared: &[Prepared<'_>],
+        links: &[Vec<Link>],
         ctx: &Context,
         commit: &mut Commit,
-    ) -> Result<Vec<ActionOutcome>, StateError> {
+    ) -> Result<Vec<(ActionOutcome, bool)>, StateError> {
         let flow = self.name();
         let keys: Vec<String> = prepared.iter().map(|p| p.record.key.clone()).collect();
         let ledger = self.store.ledger(flow, index, &keys).await?;
-        let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; prepared.len()];
-        // Creates a crash (or an abandoned page) left in doubt: looked up, all at once.
+        let mut outcomes: Vec<Option<(ActionOutcome, bool)>> = vec![None; prepared.len()];
+        // Creates a crash (or an abandoned page) left in doubt: looked up, all at once. An
+        // entry that has an id is no doubt: the record was made, and was being updated.
         let in_doubt: Vec<usize> = (0..prepared.len())
             .filter(|i| {
                 ledger
                     .get(&prepared[*i].record.key)
-                    .is_some_and(|e| e.state == LedgerState::Pending)
+                    .is_some_and(|e| e.state == LedgerState::Pending && e.target_id.is_none())
             })
             .collect();
         let mut found: Vec<Option<Result<Option<String>, String>>> = vec![None; prepared.len()];
@@ -471,7 +770,14 @@ impl FlowRuntime {
                     commit
                         .ledger_done
                         .push((index, p.record.key.clone(), Some(id.clone())));
-                    outcomes[i] = Some(ActionOutcome::Done { id: Some(id) });
+                    if links.get(i).is_some_and(|l| !l.is_empty()) {
+                        // Found, but perhaps not yet associated: written again, as an update.
+                        known.push(Some(id));
+                        to_write.push(*p);
+                        positions.push(i);
+                    } else {
+                        outcomes[i] = Some((ActionOutcome::Done { id: Some(id) }, false));
+                    }
                 }
                 Some(Ok(None)) => {
                     known.push(None);
@@ -479,11 +785,14 @@ impl FlowRuntime {
                     positions.push(i);
                 }
                 Some(Err(why)) => {
-                    outcomes[i] = Some(ActionOutcome::Unknown {
-                        reason: format!(
-                            "Rivulet stopped while this record was being created, so it may exist already ({why})"
-                        ),
-                    });
+                    outcomes[i] = Some((
+                        ActionOutcome::Unknown {
+                            reason: format!(
+                                "Rivulet stopped while this record was being created, so it may exist already ({why})"
+                            ),
+                        },
+                        false,
+                    ));
                 }
                 None => {
                     known.push(ledger.get(&p.record.key).and_then(|e| e.target_id.clone()));
@@ -492,27 +801,48 @@ impl FlowRuntime {
                 }
             }
         }
-        let pending: Vec<String> = to_write.iter().map(|p| p.record.key.clone()).collect();
+        // Only creates are announced: a write to a known record is an update.
+        let pending: Vec<String> = to_write
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(p, _)| p.record.key.clone())
+            .collect();
         self.store.ledger_pending(flow, index, &pending).await?;
-        let written = action.write(&to_write, &known, ctx).await;
-        for ((i, p), outcome) in positions.into_iter().zip(to_write.iter()).zip(written) {
+        let write_links: Vec<Vec<Link>> = positions
+            .iter()
+            .map(|i| links.get(*i).cloned().unwrap_or_default())
+            .collect();
+        let written = action
+            .write_linked(&to_write, &write_links, &known, ctx)
+            .await;
+        let creates_new = action.creates_new();
+        for (((i, p), known), outcome) in positions
+            .into_iter()
+            .zip(to_write.iter())
+            .zip(known)
+            .zip(written)
+        {
+            let new = creates_new && known.is_none() && outcome.is_done();
             match &outcome {
                 ActionOutcome::Done { id } => {
                     commit
                         .ledger_done
-                        .push((index, p.record.key.clone(), id.clone()))
+                        .push((index, p.record.key.clone(), id.clone().or(known)))
                 }
-                ActionOutcome::Failed { .. } => {
+                // Surely not created. (A record made before stays in the ledger: a failed
+                // update of it must not lead to a second create on replay.)
+                ActionOutcome::Failed { .. } if known.is_none() => {
                     commit.ledger_clear.push((index, p.record.key.clone()))
                 }
                 // Stays pending: nobody knows whether the create happened.
-                ActionOutcome::Unknown { .. } | ActionOutcome::Transient { .. } => {}
+                _ => {}
             }
-            outcomes[i] = Some(outcome);
+            outcomes[i] = Some((outcome, new));
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| ActionOutcome::failed("internal: no outcome")))
+            .map(|o| o.unwrap_or_else(|| (ActionOutcome::failed("internal: no outcome"), false)))
             .collect())
     }
 }
@@ -543,20 +873,27 @@ fn apply_guarded(
     })
 }
 
-fn failure(l: Live, action: usize, mode: OutputMode, error: String) -> FailedRecord {
-    let sent = Value::Object(
-        l.fields(mode)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    );
-    FailedRecord {
-        sent: Some(sent),
-        key: l.record.key,
-        version: l.record.version,
-        origin: l.record.origin,
-        action: Some(action),
-        error,
-        record: Some(l.record.data),
+impl FlowRuntime {
+    /// The failed-record entry of a record that failed at `action`: with what that action was
+    /// given (its preview: the properties it sends, a deal's line items).
+    fn failure(&self, l: Live, action: usize, ctx: &Context, error: String) -> FailedRecord {
+        let sent = self.actions.get(action).map(|a| {
+            a.preview(
+                &Prepared {
+                    record: &l.record,
+                    fields: l.fields(a.output_mode()),
+                },
+                ctx,
+            )
+        });
+        FailedRecord {
+            sent,
+            key: l.record.key,
+            version: l.record.version,
+            origin: l.record.origin,
+            action: Some(action),
+            error,
+            record: Some(l.record.data),
+        }
     }
 }

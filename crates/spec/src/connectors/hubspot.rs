@@ -7,6 +7,7 @@ use crate::env;
 use crate::model::{Backoff, Duration, Flow, Throttle, default_timeout};
 use crate::schedule::MIN_INTERVAL;
 use crate::validate::{CheckedConnection, thousands};
+use crate::yaml::Step;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,33 @@ pub struct HubSpotConnection {
     /// API base URL; `https://api.hubapi.com` for every HubSpot account.
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// Which of HubSpot's API versions to call: `2026-03`, the date-versioned API (generally
+    /// available since March 2026; what `rivulet init` writes), or `v3`, the numbered paths,
+    /// which HubSpot stops supporting in September 2027 (the v4 associations they use, on 30
+    /// March 2027). Without it, `v3`, so files written before it keep working; `validate`
+    /// warns about it.
+    #[serde(default)]
+    pub api_version: HubSpotApiVersion,
+    /// The internal name of a dropdown (enumeration) property of companies that holds the
+    /// customer category, e.g. `company_category`; create it in HubSpot first. At start-up
+    /// Rivulet checks that it exists and is a dropdown, and reads its options once; a mapped
+    /// field of that name may then give an option's label or internal value (the internal value
+    /// is sent), and a value that is no option fails that record, naming the allowed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_category_property: Option<String>,
+    /// Like `company_category_property`, for contacts (e.g. `contact_category`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_category_property: Option<String>,
+    /// Transfer products as a prerequisite for transactions: before a page's deals are created,
+    /// the SKUs (`hs_sku`) of their line items are looked up among HubSpot's products (one
+    /// search per 100 SKUs) and the missing products created (one batch call per 100, named
+    /// and priced after the line item's `name`, `price` and `description`), so each deal is
+    /// then created with its line items on those products. Off (the default, as in the
+    /// installation guide): no product is created; a line item whose SKU has no product fails
+    /// its record — before its deal is created — with an error naming the SKU (kept for
+    /// replay), and the other records go on.
+    #[serde(default)]
+    pub transfer_products_first: bool,
     /// At most `limit` requests per `per` window (HubSpot's burst limit; 100 per 10 s on
     /// Free/Starter, 190 on Professional/Enterprise). Shared by every flow on this connection.
     #[serde(default)]
@@ -67,6 +95,10 @@ impl fmt::Debug for HubSpotConnection {
             .field("token_file", &self.token_file)
             .field("oauth", &self.oauth)
             .field("base_url", &self.base_url)
+            .field("api_version", &self.api_version)
+            .field("company_category_property", &self.company_category_property)
+            .field("contact_category_property", &self.contact_category_property)
+            .field("transfer_products_first", &self.transfer_products_first)
             .field("throttle", &self.throttle)
             .field("search_per_second", &self.search_per_second)
             .field("concurrent_connections", &self.concurrent_connections)
@@ -79,6 +111,58 @@ impl fmt::Debug for HubSpotConnection {
 
 fn default_base_url() -> String {
     "https://api.hubapi.com".into()
+}
+
+/// A version of HubSpot's API: which paths its calls use (the request and answer shapes are the
+/// same).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum HubSpotApiVersion {
+    /// The numbered paths (`/crm/v3/…`, associations on `/crm/v4/…`): unsupported from
+    /// September 2027 (v4 associations from 30 March 2027).
+    #[default]
+    #[serde(rename = "v3")]
+    V3,
+    /// The date-versioned paths (`/crm/objects/2026-03/…`), generally available since 30 March
+    /// 2026.
+    #[serde(rename = "2026-03")]
+    V2026_03,
+}
+
+impl HubSpotApiVersion {
+    /// As written in a connections file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HubSpotApiVersion::V3 => "v3",
+            HubSpotApiVersion::V2026_03 => "2026-03",
+        }
+    }
+}
+
+/// The object types whose category property a connection may name, with the key naming it.
+pub const CATEGORY_PROPERTIES: [(&str, &str); 2] = [
+    ("company_category_property", "company"),
+    ("contact_category_property", "contact"),
+];
+
+impl HubSpotConnection {
+    /// The category property configured for `object` (`company` or `contact`, singular or
+    /// plural), if any.
+    pub fn category_property(&self, object: &str) -> Option<&str> {
+        match canonical_object(object)? {
+            "company" => self.company_category_property.as_deref(),
+            "contact" => self.contact_category_property.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `name` can be a HubSpot property's internal name: lower-case letters, digits and
+/// underscores, starting with a letter.
+pub fn is_property_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn default_search_per_second() -> u32 {
@@ -101,8 +185,14 @@ pub struct OAuth {
     pub client_id: String,
     /// The app's client secret, from the environment: `${HUBSPOT_CLIENT_SECRET}`.
     pub client_secret: String,
-    /// The refresh token, from the environment: `${HUBSPOT_REFRESH_TOKEN}`.
-    pub refresh_token: String,
+    /// The refresh token, from the environment: `${HUBSPOT_REFRESH_TOKEN}`. Exactly one of
+    /// `refresh_token` and `refresh_token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// A file holding the refresh token, relative to this file: what `rivulet auth hubspot`
+    /// writes (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_file: Option<String>,
     /// The token endpoint.
     #[serde(default = "default_token_url")]
     pub token_url: String,
@@ -113,7 +203,11 @@ impl fmt::Debug for OAuth {
         f.debug_struct("OAuth")
             .field("client_id", &self.client_id)
             .field("client_secret", &super::REDACTED)
-            .field("refresh_token", &super::REDACTED)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| super::REDACTED),
+            )
+            .field("refresh_token_file", &self.refresh_token_file)
             .field("token_url", &self.token_url)
             .finish()
     }
@@ -145,10 +239,16 @@ pub struct HubSpotTrigger {
     /// Properties to fetch with each record (HubSpot returns a few defaults when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<String>,
-    /// How far each poll looks back behind its cursor, to catch records HubSpot's search index
-    /// showed late. Records already delivered are not delivered again.
+    /// The name `late_after` had before the late pass (each poll used to search this far back
+    /// behind its cursor): when `late_after` is not set, this value is its horizon.
     #[serde(default = "default_overlap")]
     pub overlap: Duration,
+    /// The late pass: each window is searched once at its leading edge (`now − settle`) and
+    /// once more this long after, for records HubSpot's search index showed late (HubSpot says
+    /// new and changed records take "a few moments" to be searchable). Records already
+    /// delivered are not delivered again. Default: `overlap` (5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_after: Option<Duration>,
     /// How recent a change must not be for a poll to take it: search shows fresh writes after a
     /// few seconds, so the window ends this long before now.
     #[serde(default = "default_settle")]
@@ -168,6 +268,11 @@ fn default_settle() -> Duration {
 }
 
 impl HubSpotTrigger {
+    /// How long after its first read a window is checked once more (the late pass).
+    pub fn late_horizon(&self) -> Duration {
+        self.late_after.unwrap_or(self.overlap)
+    }
+
     /// Flows polling the same connection, object and event share one search per poll.
     pub fn group_key(&self) -> String {
         format!(
@@ -236,16 +341,51 @@ pub struct HubSpotSource {
     pub incremental: bool,
 }
 
-/// Write mapped records to HubSpot. Mapped fields are the record's HubSpot properties.
+/// Write mapped records to HubSpot. Mapped fields are the record's HubSpot properties (for
+/// line items from a list, `line_items.mapping` gives them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotAction {
+    /// A name for this action, unique in the flow, by which later actions refer to it in
+    /// `prerequisites` and `associate_with`: letters, digits, `_` and `-` (e.g. `deal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub name: Option<String>,
     /// Name of a `hubspot` connection.
     pub connection: String,
     /// `create` a new record, `update` one by HubSpot ID, or `upsert` (create or update).
+    /// Companies, contacts, deals, products and custom objects take all three (upserts by
+    /// `match_on`, a unique property; companies and deals also by `id`); line items from a list
+    /// (`line_items`) are created.
     pub operation: Operation,
     /// Object type: `company`, `contact`, `deal`, `product`, `line_item` or a custom object id.
     pub object: String,
+    /// The actions that must have succeeded for a record before this one writes it: earlier
+    /// actions of this flow, by `name` or 0-based position (e.g. `[deal]`). Without it (and
+    /// without `associate_with`) an action needs every earlier action, so a record stops at its
+    /// first failure; with it, only these and the `associate_with` actions, so a failure
+    /// elsewhere does not hold it back (`[]`: no action). A record whose prerequisite failed
+    /// fails this action too, its error naming the prerequisite (kept for replay, which runs
+    /// every action again: creates already made are found through the ledger, not made twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerequisites: Option<Vec<crate::model::ActionRef>>,
+    /// Earlier HubSpot actions of this flow (by `name` or position) whose records, made for
+    /// the same source record, each record this action writes is associated with: line items
+    /// with their deal (made with the line items, type 20), a deal with its company or contact
+    /// (HubSpot's default association, one batch call per 100 after the write). The ids pass
+    /// from action to action record by record, a page at a time. Each is a prerequisite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate_with: Vec<crate::model::ActionRef>,
+    /// The mapped fields this action sends, as HubSpot properties (default: every mapped
+    /// field). For flows whose actions write different objects from one mapping: a deal's
+    /// `[dealname, amount, dealstage]`, its buyer's `[email, firstname]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<Vec<String>>,
+    /// For `object: line_item`: one line item per element of a list in the record (an order's
+    /// lines), instead of one per record, each on the product its SKU names and on the deal of
+    /// `associate_with`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_items: Option<LineItems>,
     /// Template of the HubSpot record ID (e.g. `"{{record.hubspot_id}}"`): the record to
     /// update, or for a company upsert the record to update when not empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,6 +412,23 @@ pub struct HubSpotAction {
 
 fn default_batch_size() -> u32 {
     100
+}
+
+/// Line items from a list in each record: one line item per element.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineItems {
+    /// JSONPath to the record's list of line items, e.g. `$.lines` (or `$.lines[*]`). An empty
+    /// list (or `null`) gives a deal without line items; a record where the path finds nothing
+    /// fails, naming the path.
+    pub path: String,
+    /// Each line item's HubSpot properties, mapped from one element of the list: in these
+    /// templates and paths `record` (and `$`) is the element, e.g. `hs_sku: "{{record.sku}}"`,
+    /// `quantity: {path: $.qty, type: number}`. `hs_sku` (or `hs_product_id`) is required: the
+    /// SKU names the product, whose id is sent as `hs_product_id`. `name`, `price` and
+    /// `description` also describe a product created for a SKU HubSpot does not have (see the
+    /// connection's `transfer_products_first`).
+    pub mapping: crate::model::MappingSpec,
 }
 
 /// A HubSpot write operation.
@@ -385,16 +542,55 @@ pub fn check_connection(c: &mut Checker<'_>, name: &str, hs: &HubSpotConnection)
             secret_hint("client_secret"),
             &oauth.client_secret,
         );
-        let keys = ["oauth", "refresh_token"];
-        c.secret(
-            &keys,
-            "refresh_token",
-            secret_hint("refresh_token"),
-            &oauth.refresh_token,
-        );
+        match (&oauth.refresh_token, &oauth.refresh_token_file) {
+            (Some(token), None) => {
+                let keys = ["oauth", "refresh_token"];
+                c.secret(&keys, "refresh_token", secret_hint("refresh_token"), token);
+                c.env_string(&keys, token, name);
+            }
+            (None, Some(file)) => {
+                let keys = ["oauth", "refresh_token_file"];
+                c.env_string(&keys, file, name);
+                if env::references(file).is_ok_and(|r| r.is_empty()) {
+                    let resolved = c.base_dir().join(file);
+                    if !resolved.is_file() {
+                        let pos = c.value_pos(&keys);
+                        c.missing_at_runtime(
+                            "missing_secret_file",
+                            pos,
+                            format!("refresh token file `{}` does not exist (yet)", resolved.display()),
+                        )
+                        .hint = Some(
+                            "`rivulet auth hubspot --out FILE` writes it; it must exist when the flows run"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            (None, None) => {
+                let pos = c.key_pos(&["oauth"]);
+                c.error(
+                    "missing_credentials",
+                    pos,
+                    format!("connection `{name}`: `oauth` needs a refresh token"),
+                )
+                .hint = Some(
+                    "add `refresh_token: ${HUBSPOT_REFRESH_TOKEN}` or `refresh_token_file: PATH` (what `rivulet auth hubspot` writes)"
+                        .into(),
+                );
+            }
+            (Some(_), Some(_)) => {
+                let pos = c.key_pos(&["oauth", "refresh_token_file"]);
+                c.error(
+                    "conflicting_credentials",
+                    pos,
+                    format!("connection `{name}`: `oauth` has both `refresh_token` and `refresh_token_file`"),
+                )
+                .hint = Some("keep one of them".into());
+            }
+        }
         c.env_string(&["oauth", "client_id"], &oauth.client_id, name);
         c.env_string(&["oauth", "client_secret"], &oauth.client_secret, name);
-        c.env_string(&["oauth", "refresh_token"], &oauth.refresh_token, name);
         c.env_string(&["oauth", "token_url"], &oauth.token_url, name);
         c.url(&["oauth", "token_url"], &oauth.token_url);
     }
@@ -415,6 +611,52 @@ pub fn check_connection(c: &mut Checker<'_>, name: &str, hs: &HubSpotConnection)
         );
     }
     c.duration_within(&["timeout"], hs.timeout, MIN_INTERVAL, MAX_TIMEOUT);
+    check_api_version(c, name, hs);
+    for (key, object) in CATEGORY_PROPERTIES {
+        let value = match key {
+            "company_category_property" => &hs.company_category_property,
+            _ => &hs.contact_category_property,
+        };
+        if let Some(property) = value
+            && !is_property_name(property)
+        {
+            let pos = c.value_pos(&[key]);
+            c.error(
+                "invalid_property_name",
+                pos,
+                format!("`{key}: {property}` is not a HubSpot property's internal name"),
+            )
+            .hint = Some(format!(
+                "use the internal name of the {object} dropdown property (lower-case letters, digits and underscores, e.g. `{object}_category`), not its label"
+            ));
+        }
+    }
+}
+
+/// The numbered API goes out of support: say when, and what to write instead.
+fn check_api_version(c: &mut Checker<'_>, name: &str, hs: &HubSpotConnection) {
+    if hs.api_version != HubSpotApiVersion::V3 {
+        return;
+    }
+    let explicit = c.key_pos(&["api_version"]) != c.key_pos(&[]);
+    let pos = if explicit {
+        c.value_pos(&["api_version"])
+    } else {
+        c.key_pos(&[])
+    };
+    let how = if explicit {
+        "uses"
+    } else {
+        "has no `api_version`, so it uses"
+    };
+    c.warning(
+        "api_version_retiring",
+        pos,
+        format!(
+            "connection `{name}` {how} HubSpot's v3 API, which HubSpot stops supporting in September 2027 (the v4 associations it uses, on 30 March 2027)"
+        ),
+    )
+    .hint = Some("set `api_version: \"2026-03\"`, HubSpot's date-versioned API".into());
 }
 
 /// The rules of a `hubspot` trigger.
@@ -437,6 +679,9 @@ pub fn check_trigger(c: &mut Checker<'_>, t: &HubSpotTrigger) {
         c.duration_within(&["poll_every"], t.poll_every, MIN_INTERVAL, MAX_POLL_EVERY);
     }
     c.duration_within(&["overlap"], t.overlap, Duration::default(), MAX_OVERLAP);
+    if let Some(late) = t.late_after {
+        c.duration_within(&["late_after"], late, Duration::default(), MAX_OVERLAP);
+    }
     c.duration_within(&["settle"], t.settle, Duration::default(), MAX_SETTLE);
     if !matches!(t.start_from.as_str(), "now" | "beginning")
         && chrono::DateTime::parse_from_rfc3339(&t.start_from).is_err()
@@ -483,18 +728,48 @@ fn check_object(c: &mut Checker<'_>, object: &str) {
     }
 }
 
-/// The rules of a `hubspot` action: HubSpot's rules for each operation, checked against what
-/// the mapping provides.
-pub fn check_action(c: &mut Checker<'_>, flow: &Flow, hs: &HubSpotAction) {
+/// The rules of a `hubspot` action (number `index` of `flow`): HubSpot's rules for each
+/// operation, checked against what the mapping provides, and the references to other actions.
+pub fn check_action(c: &mut Checker<'_>, flow: &Flow, index: usize, hs: &HubSpotAction) {
     c.connection_ref("connection", &hs.connection, ConnectionKind::HubSpot);
     check_object(c, &hs.object);
     if let Some(id) = &hs.id {
         c.template("id", id);
     }
-    let mapped = |field: &str| flow.mapping.contains_key(field);
+    check_links(c, flow, index, hs);
     let object = canonical_object(&hs.object);
+    if let Some(items) = &hs.line_items {
+        check_line_items(c, flow, index, hs, items);
+    } else if object == Some("line_item") && hs.operation == Operation::Create {
+        check_line_item_records(c, flow, hs);
+    }
+    if let Some(properties) = &hs.properties {
+        check_properties(c, flow, hs, properties);
+    }
+    let sent = |field: &str| {
+        hs.properties
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|f| f == field))
+    };
+    let mapped = |field: &str| flow.mapping.contains_key(field) && sent(field);
     let op_pos = c.value_pos(&["operation"]);
     match (hs.operation, object) {
+        (Operation::Create, Some("deal")) if !mapped("dealname") => {
+            c.error(
+                "missing_required_property",
+                op_pos,
+                "creating a deal needs `dealname` in the mapping",
+            )
+            .hint = Some("map `dealname` (and usually `dealstage` and `pipeline`)".into());
+        }
+        (Operation::Create, Some("product")) if !mapped("name") => {
+            c.error(
+                "missing_required_property",
+                op_pos,
+                "creating a product needs `name` in the mapping",
+            )
+            .hint = Some("map `name` (and usually `hs_sku` and `price`)".into());
+        }
         (Operation::Create, Some("company")) if !mapped("name") && !mapped("domain") => {
             c.error(
                 "missing_required_property",
@@ -551,6 +826,10 @@ pub fn check_action(c: &mut Checker<'_>, flow: &Flow, hs: &HubSpotAction) {
             c.warning("non_unique_match_on", pos, "HubSpot does not treat `domain` as a unique property, so it cannot be used to upsert")
                 .hint = Some("upsert companies by `id`, or by a custom property created with unique values".into());
         }
+        if matches!(object, Some("product" | "line_item")) && match_on == "hs_sku" {
+            c.warning("non_unique_match_on", pos, "HubSpot does not treat `hs_sku` as a unique property, so it cannot be used to upsert")
+                .hint = Some("upsert by a custom property created with unique values; line items from a list find their products by SKU on their own (and create the missing ones with the connection's `transfer_products_first`)".into());
+        }
     }
     if hs.operation == Operation::Create && hs.id.is_some() {
         let pos = c.key_pos(&["id"]);
@@ -567,6 +846,265 @@ pub fn check_action(c: &mut Checker<'_>, flow: &Flow, hs: &HubSpotAction) {
             pos,
             "`create_if_missing` only applies to upserts by `id`",
         );
+    }
+}
+
+/// `name`, `prerequisites` and `associate_with`: a well-formed name used once, references to
+/// earlier actions of the flow, associations with HubSpot actions only.
+fn check_links(c: &mut Checker<'_>, flow: &Flow, index: usize, hs: &HubSpotAction) {
+    if let Some(name) = &hs.name {
+        let pos = c.value_pos(&["name"]);
+        let well_formed = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        if !well_formed {
+            c.error(
+                "invalid_name",
+                pos,
+                format!("action name `{name}` is not allowed"),
+            )
+            .hint = Some("use letters, digits, `_` and `-`, e.g. `deal`".into());
+        } else if let Some(first) = flow.actions[..index]
+            .iter()
+            .position(|a| a.name() == Some(name.as_str()))
+        {
+            c.error(
+                "duplicate_action_name",
+                pos,
+                format!("action name `{name}` is already used by action {first}"),
+            )
+            .hint = Some("give each action its own name".into());
+        }
+    }
+    let names: Vec<&str> = flow.actions.iter().filter_map(|a| a.name()).collect();
+    for (key, refs) in [
+        (
+            "prerequisites",
+            hs.prerequisites.as_deref().unwrap_or_default(),
+        ),
+        ("associate_with", hs.associate_with.as_slice()),
+    ] {
+        for (k, r) in refs.iter().enumerate() {
+            let mut at = c.scoped(&[Step::Key(key.into()), Step::Index(k)]);
+            let pos = at.value_pos(&[]);
+            let Some(target) = flow.action_index(r) else {
+                let (message, hint) = match r {
+                    crate::model::ActionRef::Index(i) => (
+                        format!(
+                            "`{key}` names action {i}, but the flow has {} actions (numbered from 0)",
+                            flow.actions.len()
+                        ),
+                        "refer to an earlier action by its position or its `name`".to_string(),
+                    ),
+                    crate::model::ActionRef::Name(n) => (
+                        format!("`{key}` names `{n}`, which is no action of this flow"),
+                        did_you_mean(n, names.iter().copied())
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| {
+                                format!("give the action `name: {n}`, or refer to it by its position (0 is the first)")
+                            }),
+                    ),
+                };
+                at.error("unknown_action", pos, message).hint = Some(hint);
+                continue;
+            };
+            if target == index {
+                at.error(
+                    "invalid_reference",
+                    pos,
+                    format!("`{key}` names this action itself"),
+                )
+                .hint = Some("name an earlier action".into());
+                continue;
+            }
+            if target > index {
+                at.error(
+                    "action_order",
+                    pos,
+                    format!(
+                        "`{key}` names {}, which runs after this action (action {index}): actions run in order",
+                        flow.action_label(target)
+                    ),
+                )
+                .hint = Some(format!("move {} before this action", flow.action_label(target)));
+                continue;
+            }
+            if key != "associate_with" {
+                continue;
+            }
+            let crate::model::Action::Hubspot(other) = &flow.actions[target] else {
+                at.error(
+                    "invalid_reference",
+                    pos,
+                    format!(
+                        "`associate_with` names {}, which makes no HubSpot record to associate with",
+                        flow.action_label(target)
+                    ),
+                )
+                .hint = Some("name an earlier `hubspot` action".into());
+                continue;
+            };
+            let object = canonical_object(&hs.object);
+            let other_object = canonical_object(&other.object);
+            if object == Some("line_item") && other_object != Some("deal") {
+                at.error(
+                    "invalid_reference",
+                    pos,
+                    format!(
+                        "line items are associated with their deal, but {} writes `{}` records",
+                        flow.action_label(target),
+                        other.object
+                    ),
+                )
+                .hint = Some("name the action that creates (or updates) the deal".into());
+            }
+        }
+    }
+}
+
+/// `properties`: fields of the mapping.
+fn check_properties(c: &mut Checker<'_>, flow: &Flow, hs: &HubSpotAction, properties: &[String]) {
+    if hs.line_items.is_some() {
+        let pos = c.key_pos(&["properties"]);
+        c.warning(
+            "unused_key",
+            pos,
+            "`properties` is not used by line items from a list: `line_items.mapping` gives their properties",
+        );
+        return;
+    }
+    for (k, field) in properties.iter().enumerate() {
+        if flow.mapping.contains_key(field) {
+            continue;
+        }
+        let mut at = c.scoped(&[Step::Key("properties".into()), Step::Index(k)]);
+        let pos = at.value_pos(&[]);
+        at.error(
+            "unmapped_property",
+            pos,
+            format!("`properties` names `{field}`, which is not in the mapping"),
+        )
+        .hint = Some(
+            did_you_mean(field, flow.mapping.keys().map(String::as_str))
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("add `{field}:` to `mapping`")),
+        );
+    }
+}
+
+/// The action that makes the deal these line items go on, if `associate_with` names one.
+fn deal_of<'f>(flow: &'f Flow, hs: &HubSpotAction) -> Option<&'f HubSpotAction> {
+    hs.associate_with
+        .iter()
+        .find_map(|r| match flow.actions.get(flow.action_index(r)?)? {
+            crate::model::Action::Hubspot(a) if canonical_object(&a.object) == Some("deal") => {
+                Some(a)
+            }
+            _ => None,
+        })
+}
+
+/// `line_items`: line items of a created deal, from a list, each naming its product.
+fn check_line_items(
+    c: &mut Checker<'_>,
+    flow: &Flow,
+    index: usize,
+    hs: &HubSpotAction,
+    items: &LineItems,
+) {
+    let pos = c.key_pos(&["line_items"]);
+    if canonical_object(&hs.object) != Some("line_item") {
+        c.error(
+            "invalid_line_items",
+            pos,
+            format!(
+                "`line_items` makes line items, but this action writes `{}` records",
+                hs.object
+            ),
+        )
+        .hint = Some(
+            "write `object: line_item`, in an action after the one that creates the deal".into(),
+        );
+        return;
+    }
+    if hs.operation != Operation::Create {
+        let pos = c.value_pos(&["operation"]);
+        c.error(
+            "invalid_line_items",
+            pos,
+            format!(
+                "line items from a list are created, not `{}`",
+                hs.operation.as_str()
+            ),
+        )
+        .hint = Some(
+            "write `operation: create`; each deal gets the line items it does not have yet".into(),
+        );
+    }
+    if deal_of(flow, hs).is_none() {
+        c.error(
+            "missing_deal",
+            pos,
+            "line items from a list belong to a deal, but `associate_with` names no deal action",
+        )
+        .hint = Some(match flow.actions[..index].iter().position(|a| {
+            matches!(a, crate::model::Action::Hubspot(d) if canonical_object(&d.object) == Some("deal"))
+        }) {
+            Some(d) => format!(
+                "add `associate_with: [{}]`",
+                flow.actions[d].name().map_or_else(|| d.to_string(), str::to_string)
+            ),
+            None => "add an action that creates the deal (`object: deal`, `name: deal`) before this one, and `associate_with: [deal]` here".into(),
+        });
+    }
+    if hs.match_on.is_some() {
+        let pos = c.key_pos(&["match_on"]);
+        c.warning(
+            "unused_key",
+            pos,
+            "`match_on` is not used by line items from a list: a deal's line items are told apart by product and quantity",
+        );
+    }
+    let mut block = c.block(&["line_items"]);
+    block.json_path(&["path"], &items.path);
+    crate::validate::check_mapping_spec(&mut block, &items.mapping);
+    if !items.mapping.contains_key("hs_sku") && !items.mapping.contains_key("hs_product_id") {
+        let pos = block.key_pos(&["mapping"]);
+        block
+            .error(
+                "missing_sku",
+                pos,
+                "each line item needs `hs_sku` (the SKU of its product) or `hs_product_id` in `line_items.mapping`",
+            )
+            .hint = Some("for example `hs_sku: \"{{record.sku}}\"`".into());
+    }
+}
+
+/// A line item create without `line_items`: one line item per record, which should go on a
+/// deal and name its product.
+fn check_line_item_records(c: &mut Checker<'_>, flow: &Flow, hs: &HubSpotAction) {
+    let pos = c.value_pos(&["object"]);
+    if hs.associate_with.is_empty() {
+        c.warning(
+            "line_item_without_deal",
+            pos,
+            "these line items are created on no deal",
+        )
+        .hint = Some(
+            "add `associate_with: [DEAL_ACTION]` naming the earlier action that creates the deal"
+                .into(),
+        );
+    } else if deal_of(flow, hs).is_some()
+        && !flow.mapping.contains_key("hs_sku")
+        && !flow.mapping.contains_key("hs_product_id")
+    {
+        c.error(
+            "missing_sku",
+            pos,
+            "each line item needs `hs_sku` (the SKU of its product) or `hs_product_id` in the mapping",
+        )
+        .hint = Some("for example `hs_sku: \"{{record.sku}}\"`".into());
     }
 }
 

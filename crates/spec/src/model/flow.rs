@@ -102,6 +102,8 @@ pub enum Source {
 }
 
 /// One action: exactly one of `hubspot`, `file` or `http`.
+// Read once per flow file; boxing the larger settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(transform = crate::schema::one_key_object)]
@@ -112,6 +114,26 @@ pub enum Action {
     File(file::FileSink),
     /// Send records to an HTTP API.
     Http(http::HttpSink),
+}
+
+/// Another action of the same flow: its `name`, or its 0-based position in `actions` (`0` is
+/// the first).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ActionRef {
+    /// The action's 0-based position in `actions`.
+    Index(usize),
+    /// The action's `name`.
+    Name(String),
+}
+
+impl std::fmt::Display for ActionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionRef::Index(i) => write!(f, "{i}"),
+            ActionRef::Name(n) => f.write_str(n),
+        }
+    }
 }
 
 /// How long a flow waits before trying the same records again while an action's destination
@@ -199,6 +221,32 @@ impl Action {
             Action::Http(a) => a.backoff,
         }
     }
+
+    /// The name later actions refer to it by, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Action::Hubspot(a) => a.name.as_deref(),
+            Action::File(_) | Action::Http(_) => None,
+        }
+    }
+
+    /// The actions it declares it needs for a record (`prerequisites`), if it declares them;
+    /// `None`: every earlier action.
+    pub fn prerequisites(&self) -> Option<&[ActionRef]> {
+        match self {
+            Action::Hubspot(a) => a.prerequisites.as_deref(),
+            Action::File(_) | Action::Http(_) => None,
+        }
+    }
+
+    /// The actions whose records, made for the same source record, it builds on
+    /// (`associate_with`).
+    pub fn associate_with(&self) -> &[ActionRef] {
+        match self {
+            Action::Hubspot(a) => &a.associate_with,
+            Action::File(_) | Action::Http(_) => &[],
+        }
+    }
 }
 
 impl Trigger {
@@ -232,7 +280,70 @@ impl Trigger {
     }
 }
 
+/// What one action needs of the others for a record: resolved from `prerequisites` and
+/// `associate_with` (see [`Flow::dependencies`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dependencies {
+    /// Actions (indexes) that must have succeeded for a record before this one writes it.
+    pub needs: Vec<usize>,
+    /// Of those, the ones whose records this one builds on (`associate_with`), in the order
+    /// written.
+    pub builds_on: Vec<usize>,
+    /// Whether they were declared (`prerequisites` or `associate_with`), rather than the
+    /// default (every earlier action).
+    pub declared: bool,
+}
+
 impl Flow {
+    /// The index of the action `r` refers to, if there is one.
+    pub fn action_index(&self, r: &ActionRef) -> Option<usize> {
+        match r {
+            ActionRef::Index(i) => (*i < self.actions.len()).then_some(*i),
+            ActionRef::Name(n) => self.actions.iter().position(|a| a.name() == Some(n)),
+        }
+    }
+
+    /// How action `index` reads in messages: `` `deal` (action 0) `` or `action 2 (file)`.
+    pub fn action_label(&self, index: usize) -> String {
+        match self.actions.get(index) {
+            Some(a) => match a.name() {
+                Some(name) => format!("`{name}` (action {index})"),
+                None => format!("action {index} ({})", a.kind()),
+            },
+            None => format!("action {index}"),
+        }
+    }
+
+    /// For each action, what it needs of the others for a record. Without `prerequisites` an
+    /// action needs every earlier action (a record stops at its first failure); with it, only
+    /// those it names and those of `associate_with`. References that name no earlier action
+    /// are left out (validation reports them).
+    pub fn dependencies(&self) -> Vec<Dependencies> {
+        self.actions
+            .iter()
+            .enumerate()
+            .map(|(index, action)| {
+                let earlier = |r: &ActionRef| self.action_index(r).filter(|j| *j < index);
+                let builds_on: Vec<usize> =
+                    action.associate_with().iter().filter_map(earlier).collect();
+                let mut needs: Vec<usize> = match action.prerequisites() {
+                    Some(refs) => refs.iter().filter_map(earlier).collect(),
+                    None if builds_on.is_empty() => (0..index).collect(),
+                    None => Vec::new(),
+                };
+                needs.extend(builds_on.iter().copied());
+                needs.sort_unstable();
+                needs.dedup();
+                Dependencies {
+                    needs,
+                    builds_on,
+                    declared: action.prerequisites().is_some()
+                        || !action.associate_with().is_empty(),
+                }
+            })
+            .collect()
+    }
+
     /// Every connection the flow uses, in order of appearance (repeats included).
     pub fn connections(&self) -> impl Iterator<Item = &str> {
         self.trigger
@@ -240,5 +351,49 @@ impl Flow {
             .map(Trigger::connection)
             .chain(self.source.iter().filter_map(Source::connection))
             .chain(self.actions.iter().filter_map(Action::connection))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(actions: &str) -> Flow {
+        let yaml = format!(
+            "name: f\nsource: {{ file: {{ path: in.csv }} }}\nmapping: {{ dealname: x }}\nactions:\n{actions}"
+        );
+        let node = crate::yaml::parse(&yaml).expect("yaml");
+        serde_json::from_value(node.to_json()).expect("a flow")
+    }
+
+    #[test]
+    fn without_declarations_an_action_needs_every_earlier_one() {
+        let f = flow(
+            "  - hubspot: { connection: h, operation: create, object: deal }\n  - file: { path: a }\n  - file: { path: b }\n",
+        );
+        let deps = f.dependencies();
+        assert_eq!(deps[0].needs, Vec::<usize>::new());
+        assert_eq!(deps[2].needs, vec![0, 1]);
+        assert!(deps.iter().all(|d| !d.declared && d.builds_on.is_empty()));
+        assert_eq!(f.action_label(1), "action 1 (file)");
+    }
+
+    #[test]
+    fn declared_prerequisites_and_associations_replace_the_default() {
+        let f = flow(
+            "  - hubspot: { name: deal, connection: h, operation: create, object: deal }\n  - hubspot: { name: buyer, connection: h, operation: update, object: contact, id: x, prerequisites: [] }\n  - hubspot: { connection: h, operation: create, object: line_item, associate_with: [deal] }\n  - hubspot: { connection: h, operation: update, object: deal, id: x, prerequisites: [buyer, 0, nope, 9] }\n",
+        );
+        let deps = f.dependencies();
+        assert_eq!(deps[1].needs, Vec::<usize>::new());
+        assert!(deps[1].declared);
+        assert_eq!(
+            (deps[2].needs.clone(), deps[2].builds_on.clone()),
+            (vec![0], vec![0])
+        );
+        // Unknown references are left out (validation reports them).
+        assert_eq!(deps[3].needs, vec![0, 1]);
+        assert_eq!(f.action_index(&ActionRef::Name("buyer".into())), Some(1));
+        assert_eq!(f.action_index(&ActionRef::Index(4)), None);
+        assert_eq!(f.action_label(0), "`deal` (action 0)");
     }
 }

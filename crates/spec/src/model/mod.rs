@@ -12,7 +12,7 @@ pub use crate::connectors::http::{
     HttpWriteMethod, PagePagination, Pagination,
 };
 pub use crate::connectors::hubspot::{
-    HubSpotAction, HubSpotConnection, HubSpotSource, HubSpotTrigger, OAuth, Operation,
+    HubSpotAction, HubSpotConnection, HubSpotSource, HubSpotTrigger, LineItems, OAuth, Operation,
     TriggerEvent, TriggerObject,
 };
 pub use connection::*;

@@ -745,7 +745,7 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
         );
         match action {
             Action::Hubspot(a) => {
-                connectors::hubspot::check_action(&mut at.block(&["hubspot"]), &flow, a)
+                connectors::hubspot::check_action(&mut at.block(&["hubspot"]), &flow, i, a)
             }
             Action::File(a) => connectors::file::check_sink(&mut at.block(&["file"]), a),
             Action::Http(a) => connectors::http::check_sink(&mut at.block(&["http"]), a),
@@ -762,7 +762,16 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
 
 /// Compiles every template and path of the mapping, pointing into the YAML on failure.
 fn check_mapping(c: &mut Checker<'_>, flow: &Flow) -> Option<Mapping> {
-    match Mapping::compile(&flow.mapping) {
+    check_mapping_spec(c, &flow.mapping)
+}
+
+/// Compiles the field specs at the key `mapping` of the checker's block (the flow's mapping,
+/// or one nested in an action), pointing into the YAML on failure.
+pub(crate) fn check_mapping_spec(
+    c: &mut Checker<'_>,
+    spec: &crate::model::MappingSpec,
+) -> Option<Mapping> {
+    match Mapping::compile(spec) {
         Ok(m) => Some(m),
         Err(errors) => {
             for e in errors {

@@ -1,17 +1,34 @@
 //! HubSpot as an action: create, update or upsert records in batches, one outcome per record.
+//! A mapped field named like the connection's category property of the object is given as an
+//! option's label or internal value and sent as the internal value; one that names no option
+//! fails its record (permanently, kept for replay) with the allowed values. HubSpot refusing a
+//! record for a portal rule (400 `VALIDATION_ERROR`: a conditionally required property, a
+//! required form field, an association permission) fails that record alone, with HubSpot's
+//! message and the properties it names; nothing is retried.
+//!
+//! Records may be associated with what earlier actions made of the same source record
+//! (`associate_with`: a deal with its contact, one batch call per 100 after the write), and an
+//! action may send only some mapped fields (`properties`). Line items of a deal are made by
+//! the `deals` module: their products resolved before the page is written, then created in batches
+//! on their deals.
 
-use crate::connector::{Action, RetrySafety};
+use super::category::{Categories, Category};
+use super::deals::Items;
+use crate::connector::{Action, Link, Preparation, RetrySafety};
 use crate::record::{ActionOutcome, Prepared};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long HubSpot's search may take to show a record just created; a create in doubt is
 /// looked up by search only once this long has passed since it was announced.
 const SEARCH_LAG: Duration = Duration::from_secs(10);
-use rivulet_hubspot::{Client, ObjectType, WriteInput, WriteOutcome};
+use rivulet_hubspot::{
+    AssociationInput, AssociationOutcome, Client, ObjectType, WriteInput, WriteOutcome,
+};
 use rivulet_mapping::{Context, FieldSpec, Mapping, OutputMode};
 use rivulet_spec::model::{HubSpotAction, Operation};
 use serde_json::Value;
@@ -25,6 +42,13 @@ pub struct HubSpotWriter {
     match_on: Option<String>,
     create_if_missing: bool,
     batch_size: usize,
+    /// The connection's category properties, read once per run and shared by its flows.
+    categories: Option<Arc<Categories>>,
+    /// The action as written (line items are built from it once the connection's
+    /// `transfer_products_first` is known).
+    settings: HubSpotAction,
+    /// Line items of a deal (`object: line_item` created on the deal of `associate_with`).
+    items: Option<Items>,
 }
 
 /// What a write needs per record besides its properties.
@@ -36,8 +60,13 @@ enum Target {
 }
 
 impl HubSpotWriter {
-    /// A writer for one `hubspot` action (validated beforehand, so templates compile).
-    pub fn new(client: Client, action: &HubSpotAction) -> Result<HubSpotWriter, String> {
+    /// A writer for one `hubspot` action (validated beforehand, so templates compile);
+    /// `categories`: the connection's category properties, if it names any.
+    pub fn new(
+        client: Client,
+        action: &HubSpotAction,
+        categories: Option<Arc<Categories>>,
+    ) -> Result<HubSpotWriter, String> {
         let object: ObjectType = action
             .object
             .parse()
@@ -63,7 +92,90 @@ impl HubSpotWriter {
             match_on: action.match_on.clone(),
             create_if_missing: action.create_if_missing,
             batch_size: action.batch_size.clamp(1, 100) as usize,
+            categories: categories.filter(|c| !c.is_empty()),
+            items: Items::new(action, false)?,
+            settings: action.clone(),
         })
+    }
+
+    /// Takes the connection's `transfer_products_first`: whether line items' missing products
+    /// are created before the deals (otherwise a line item without a product fails its record).
+    pub fn transfer_products_first(mut self, on: bool) -> Result<HubSpotWriter, String> {
+        self.items = Items::new(&self.settings, on)?;
+        Ok(self)
+    }
+
+    /// Associates each record written (`outcomes[i]` done) with what `links[i]` names: one batch
+    /// call per 100 per object type. A record whose association fails fails (transiently when
+    /// HubSpot is down): it was written, and writing and associating again is safe.
+    async fn associate(&self, links: &[Vec<Link>], outcomes: &mut [ActionOutcome]) {
+        let mut by_object: IndexMap<String, Vec<(usize, String, String, String)>> = IndexMap::new();
+        for (i, (outcome, links)) in outcomes.iter().zip(links).enumerate() {
+            let ActionOutcome::Done { id: Some(id) } = outcome else {
+                continue;
+            };
+            for link in links {
+                let Some(object) = &link.object else { continue };
+                for to in &link.ids {
+                    by_object.entry(object.clone()).or_default().push((
+                        i,
+                        id.clone(),
+                        to.clone(),
+                        link.action.clone(),
+                    ));
+                }
+            }
+        }
+        for (object, pairs) in by_object {
+            let to: ObjectType = match object.parse() {
+                Ok(t) => t,
+                Err(e) => {
+                    for (i, ..) in &pairs {
+                        outcomes[*i] = ActionOutcome::failed(format!("cannot associate: {e}"));
+                    }
+                    continue;
+                }
+            };
+            let inputs = pairs
+                .iter()
+                .map(|(_, from, to, _)| AssociationInput::default_type(from.clone(), to.clone()))
+                .collect();
+            let answers = self.client.associate(&self.object, &to, inputs).await;
+            for ((i, id, _, action), answer) in pairs.iter().zip(answers) {
+                let AssociationOutcome::Failed(e) = answer else {
+                    continue;
+                };
+                if !outcomes[*i].is_done() {
+                    continue;
+                }
+                outcomes[*i] = if is_transient(&e) {
+                    ActionOutcome::transient(format!("HubSpot: associating with {action}: {e}"))
+                } else {
+                    ActionOutcome::failed(format!(
+                        "{} {id} was written, but associating it with the record of {action} failed: {e}",
+                        self.object
+                    ))
+                };
+            }
+        }
+    }
+
+    /// The category property of this writer's object, when the connection names one and it is
+    /// mapped: its definition, read once per run.
+    async fn category(&self, batch: &[Prepared<'_>]) -> Result<Option<Category>, String> {
+        let Some(categories) = &self.categories else {
+            return Ok(None);
+        };
+        let Some(property) = categories.property_of(&self.object) else {
+            return Ok(None);
+        };
+        if !batch.iter().any(|p| p.fields.contains_key(property)) {
+            return Ok(None);
+        }
+        categories
+            .of(&self.client, &self.object)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Whether a write may create records (and so goes through the create ledger).
@@ -90,6 +202,8 @@ impl HubSpotWriter {
             (Some(p), _) => (p.as_str(), true),
             (None, Some(p)) => (p, true),
             (None, None) if self.object == ObjectType::Companies => ("domain", false),
+            (None, None) if self.object == ObjectType::deals() => ("dealname", false),
+            (None, None) if self.object == ObjectType::products() => ("hs_sku", false),
             (None, None) => {
                 let why = format!(
                     "{} records have no natural key to look them up by; set `match_on` to a unique property",
@@ -206,23 +320,32 @@ impl HubSpotWriter {
         ctx: &Context,
     ) -> Vec<ActionOutcome> {
         let mut outcomes: Vec<Option<ActionOutcome>> = vec![None; batch.len()];
+        // Without the category's options nothing of the page can be checked: it waits, whole,
+        // until HubSpot answers (start-up has already checked that the property exists).
+        let category = match self.category(batch).await {
+            Ok(c) => c,
+            Err(why) => {
+                return batch
+                    .iter()
+                    .map(|_| ActionOutcome::transient(format!("HubSpot: {why}")))
+                    .collect();
+            }
+        };
         let mut creates = Vec::new();
         let mut updates = Vec::new();
         let mut upserts = Vec::new();
         let mut by_id = Vec::new();
         for (i, p) in batch.iter().enumerate() {
-            let input = WriteInput {
-                properties: p
-                    .fields
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                        )
-                    })
-                    .collect(),
-                associations: Vec::new(),
+            let input = match properties(p, category.as_ref(), self.settings.properties.as_deref())
+            {
+                Ok(properties) => WriteInput {
+                    properties,
+                    associations: Vec::new(),
+                },
+                Err(message) => {
+                    outcomes[i] = Some(ActionOutcome::failed(message));
+                    continue;
+                }
             };
             match (self.target(p, ctx), known_ids.get(i).cloned().flatten()) {
                 (Err(message), _) => outcomes[i] = Some(ActionOutcome::failed(message)),
@@ -268,6 +391,31 @@ impl HubSpotWriter {
             })
             .collect()
     }
+}
+
+/// A record's mapped fields (those of `only`, when given) as HubSpot property values (strings),
+/// its category value turned into the option's internal value; `Err` names the allowed values
+/// when it matches none.
+fn properties(
+    p: &Prepared<'_>,
+    category: Option<&Category>,
+    only: Option<&[String]>,
+) -> Result<IndexMap<String, String>, String> {
+    p.fields
+        .iter()
+        .filter(|(k, _)| only.is_none_or(|only| only.contains(k)))
+        .map(|(k, v)| {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            match category {
+                Some(c) if c.definition.name == *k && !v.is_null() => c
+                    .definition
+                    .to_internal(&text)
+                    .map(|internal| (k.clone(), internal))
+                    .map_err(|e| format!("{e} (labels are accepted too)")),
+                _ => Ok((k.clone(), text)),
+            }
+        })
+        .collect()
 }
 
 /// One batch call of a page, with the page positions of its records.
@@ -350,6 +498,11 @@ impl Action for HubSpotWriter {
     }
 
     fn retry_safety(&self) -> RetrySafety {
+        if self.items.is_some() {
+            // Line items go on their deal: one that may be older is first read for those it
+            // has, and only the missing ones are created.
+            return RetrySafety::Idempotent;
+        }
         if self.creates() {
             RetrySafety::LedgeredCreate
         } else {
@@ -375,6 +528,70 @@ impl Action for HubSpotWriter {
     ) -> Vec<Result<Option<String>, String>> {
         self.lookup_created(records, announced).await
     }
+
+    fn object(&self) -> Option<String> {
+        Some(self.object.to_string())
+    }
+
+    fn preview(&self, record: &Prepared<'_>, ctx: &Context) -> Value {
+        if let Some(items) = &self.items {
+            return items.preview(record, ctx);
+        }
+        let only = self.settings.properties.as_deref();
+        Value::Object(
+            record
+                .fields
+                .iter()
+                .filter(|(k, _)| only.is_none_or(|only| only.contains(k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn creates_new(&self) -> bool {
+        self.operation == Operation::Create
+    }
+
+    fn preparation(&self) -> Preparation {
+        match &self.items {
+            Some(items) if items.creates_products() => Preparation::Writes,
+            Some(_) => Preparation::Reads,
+            None => Preparation::None,
+        }
+    }
+
+    async fn prepare(
+        &self,
+        batch: &[Prepared<'_>],
+        interrupted: Option<DateTime<Utc>>,
+        ctx: &Context,
+    ) -> Vec<Result<(), ActionOutcome>> {
+        match &self.items {
+            Some(items) => items.prepare(&self.client, batch, interrupted, ctx).await,
+            None => batch.iter().map(|_| Ok(())).collect(),
+        }
+    }
+
+    async fn write_linked(
+        &self,
+        batch: &[Prepared<'_>],
+        links: &[Vec<Link>],
+        known_ids: &[Option<String>],
+        ctx: &Context,
+    ) -> Vec<ActionOutcome> {
+        if let Some(items) = &self.items {
+            return items.write(&self.client, batch, links, ctx).await;
+        }
+        let mut outcomes = self.write_batch(batch, known_ids, ctx).await;
+        if links.iter().any(|l| !l.is_empty())
+            && !outcomes
+                .iter()
+                .any(|o| matches!(o, ActionOutcome::Transient { .. }))
+        {
+            self.associate(links, &mut outcomes).await;
+        }
+        outcomes
+    }
 }
 
 /// A client outcome in the executor's terms. HubSpot being down, overloaded or out of its
@@ -397,7 +614,9 @@ fn convert(outcome: WriteOutcome) -> ActionOutcome {
     }
 }
 
-fn is_transient(e: &rivulet_hubspot::RecordError) -> bool {
+/// Whether HubSpot refused for load or could not be reached (the page waits and comes again),
+/// rather than refusing the record on its merits.
+pub(super) fn is_transient(e: &rivulet_hubspot::RecordError) -> bool {
     matches!(e.status, Some(429 | 408 | 500..=599))
         || matches!(
             e.category.as_str(),
