@@ -5,7 +5,10 @@
 
 mod cmd;
 mod demo;
+mod endpoints;
+mod progress;
 mod render;
+mod watch;
 
 /// Exit codes, stable for CI and scripts.
 pub mod exit {
@@ -33,13 +36,15 @@ use std::process::ExitCode;
 /// as a service.
 #[derive(Debug, Parser)]
 #[command(name = "rivulet", version, about, long_about = None, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Scaffold a flows folder: connections.yaml, default company and contact flows, their tests.
+    Init(cmd::init::Args),
     /// Check flow and connection files: every error, with file, line and column.
     Validate(cmd::validate::Args),
     /// Print the JSON Schema of flow or connections files (for editors and other tools).
@@ -52,6 +57,24 @@ enum Command {
     Map(cmd::map::Args),
     /// Serve the in-memory HubSpot sandbox for trying flows and exploring with curl.
     Sandbox(cmd::sandbox::Args),
+    /// List runs: when, how long, how they went (`runs show ID` for one).
+    Runs(cmd::runs::Args),
+    /// List the runners working on a state, the work each holds, and their heartbeats.
+    Runners(cmd::runners::Args),
+    /// List failed records with their errors (`failures discard ID…` drops them).
+    Failures(cmd::failures::Args),
+    /// Send failed records again through their flow's current mapping and actions.
+    Replay(cmd::replay::Args),
+    /// Show or move flows' cursors.
+    Cursor(cmd::cursor::Args),
+    /// Check connections against the real ends: scopes, a record read, properties, rate limit.
+    Check(cmd::check::Args),
+    /// Authorize an OAuth app from the terminal and store its refresh token.
+    Auth(cmd::auth::Args),
+    /// Print shell completions.
+    Completions(cmd::completions::Args),
+    /// Print (or write) the man pages.
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,18 +86,38 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(args) => cmd::init::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Schema(args) => cmd::schema::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Map(args) => cmd::map::run(args),
         Command::Sandbox(args) => cmd::sandbox::run(args),
+        Command::Runs(args) => cmd::runs::run(args),
+        Command::Runners(args) => cmd::runners::run(args),
+        Command::Failures(args) => cmd::failures::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Cursor(args) => cmd::cursor::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Auth(args) => cmd::auth::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Man(args) => cmd::completions::man(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("rivulet: {err:#}");
+            let text = format!("rivulet: {err:#}");
+            eprintln!("{}", rivulet_http::secrets::scrub(&text));
             ExitCode::from(exit::USAGE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -37,6 +37,40 @@ pub struct HeldLease {
     lease: Arc<Mutex<Lease>>,
     lost: watch::Receiver<bool>,
     renewer: tokio::task::JoinHandle<()>,
+    guard: LeaseGuard,
+}
+
+/// Whether a held lease is still surely this runner's, by this process's own monotonic clock:
+/// a runner that was paused (stopped, swapped out, frozen by a debugger) past its lease finds
+/// out before it writes anything more, not only when its commit is refused.
+#[derive(Debug, Clone)]
+pub struct LeaseGuard {
+    /// When the last renewal that went through was asked for.
+    renewed: Arc<Mutex<std::time::Instant>>,
+    /// How long the lease lasts, less a margin for clock drift between hosts.
+    valid_for: Duration,
+}
+
+impl LeaseGuard {
+    fn new(ttl: Duration) -> LeaseGuard {
+        LeaseGuard {
+            renewed: Arc::new(Mutex::new(std::time::Instant::now())),
+            valid_for: ttl.saturating_sub(ttl / 10),
+        }
+    }
+
+    fn renewed_at(&self, at: std::time::Instant) {
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    /// True while the lease cannot have lapsed.
+    pub fn is_current(&self) -> bool {
+        self.renewed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            < self.valid_for
+    }
 }
 
 impl HeldLease {
@@ -70,13 +104,26 @@ impl HeldLease {
         };
         let shared = Arc::new(Mutex::new(lease));
         let (lost_tx, lost) = watch::channel(false);
-        let renewer = tokio::spawn(renew(Arc::clone(&store), Arc::clone(&shared), ttl, lost_tx));
+        let guard = LeaseGuard::new(ttl);
+        let renewer = tokio::spawn(renew(
+            Arc::clone(&store),
+            Arc::clone(&shared),
+            ttl,
+            lost_tx,
+            guard.clone(),
+        ));
         Ok(HeldLease {
             store,
             lease: shared,
             lost,
             renewer,
+            guard,
         })
+    }
+
+    /// Tells whether the lease is still surely held, by this process's clock.
+    pub fn guard(&self) -> LeaseGuard {
+        self.guard.clone()
     }
 
     /// The fence commits made under this lease carry.
@@ -114,12 +161,18 @@ async fn renew(
     shared: Arc<Mutex<Lease>>,
     ttl: Duration,
     lost: watch::Sender<bool>,
+    guard: LeaseGuard,
 ) {
     loop {
         tokio::time::sleep(poll_interval(ttl)).await;
         let current = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // The new expiry counts from when the renewal is asked for, at the latest.
+        let asked = std::time::Instant::now();
         match store.renew_lease(&current, ttl).await {
-            Ok(renewed) => *shared.lock().unwrap_or_else(|p| p.into_inner()) = renewed,
+            Ok(renewed) => {
+                *shared.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
+                guard.renewed_at(asked);
+            }
             Err(e @ StateError::Fenced { .. }) => {
                 tracing::error!(lease = %current.name, error = %e, "another runner took over; this one stops");
                 let _ = lost.send(true);

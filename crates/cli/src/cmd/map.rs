@@ -6,7 +6,7 @@
 //! rivulet map flows/companies-from-erp.yaml --mode native --pretty < records.jsonl
 //! ```
 //!
-//! FLOW is a flow file, or the `name:` of a flow in `--flows DIR` (default `flows`). The flow is
+//! FLOW is a flow file, or the `name:` of a flow in the PATHS after it (default `flows`). The flow is
 //! validated first (with the connections file beside it); an invalid flow prints its
 //! diagnostics and exits 1.
 //!
@@ -56,16 +56,22 @@ impl From<Mode> for OutputMode {
 
 /// Arguments of `rivulet map`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rivulet map new-contacts-to-file --input contacts.jsonl\n  echo '{\"email\":\"A@B.EXAMPLE\"}' | rivulet map customers-to-contacts flows/ --pretty\n\nExit codes: 0 every record mapped, 1 some record failed (or the flow is invalid), 2 usage or I/O error."
+)]
 pub struct Args {
-    /// A flow file, or the name of a flow in `--flows`.
+    /// A flow file, or the name of a flow in PATHS.
     flow: String,
+    /// Flow files or directories to look a flow name up in (as for `run` and `validate`).
+    #[arg(default_value = "flows")]
+    paths: Vec<PathBuf>,
     /// Records to map: JSON Lines, a JSON array or one JSON object (`-`: JSON Lines on stdin,
     /// the default).
     #[arg(long, short, value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Where to look a flow up by name.
-    #[arg(long, value_name = "DIR", default_value = "flows")]
-    flows: PathBuf,
+    /// Where to look a flow up by name (kept for scripts written before PATHS; prefer PATHS).
+    #[arg(long, value_name = "DIR", hide = true)]
+    flows: Option<PathBuf>,
     /// Output format: `wire` (HubSpot strings) or `native` (JSON types). Default: `wire` when
     /// the flow has a `hubspot` action, else `native`.
     #[arg(long, value_enum)]
@@ -133,8 +139,8 @@ pub(crate) fn load_flow(path: &Path) -> anyhow::Result<Result<LoadedFlow, Box<Va
     Ok(Err(Box::new(validation)))
 }
 
-/// The flow file FLOW stands for: a path, or a flow name in `flows`.
-fn resolve(flow: &str, flows: &Path) -> anyhow::Result<PathBuf> {
+/// The flow file FLOW stands for: a path, or a flow name in `paths`.
+fn resolve(flow: &str, paths: &[PathBuf]) -> anyhow::Result<PathBuf> {
     let as_path = Path::new(flow);
     if as_path.is_file() {
         return Ok(as_path.to_path_buf());
@@ -142,18 +148,24 @@ fn resolve(flow: &str, flows: &Path) -> anyhow::Result<PathBuf> {
     let looks_like_path =
         flow.contains(['/', '\\']) || flow.ends_with(".yaml") || flow.ends_with(".yml");
     if as_path.is_dir() {
-        bail!("{flow}: is a directory; give a flow file, or a flow name and --flows DIR");
+        bail!(
+            "{flow}: is a directory; give a flow file, or a flow name and the directory after it"
+        );
     }
     if looks_like_path {
         bail!("{flow}: no such file");
     }
-    if !flows.is_dir() {
+    let shown = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !paths.iter().any(|p| p.exists()) {
         bail!(
-            "no flow file `{flow}`, and no directory {} to look the name up in (use --flows DIR)",
-            flows.display()
+            "no flow file `{flow}`, and no {shown} to look the name up in (name the flows directory after the flow: `rivulet map {flow} DIR`)"
         );
     }
-    let validation = validate_paths(&[flows.to_path_buf()], &Options::default())?;
+    let validation = validate_paths(paths, &Options::default())?;
     if let Some(found) = validation.flows.iter().find(|f| f.flow.name == flow) {
         return Ok(found.file.clone());
     }
@@ -162,7 +174,7 @@ fn resolve(flow: &str, flows: &Path) -> anyhow::Result<PathBuf> {
         .iter()
         .map(|f| f.flow.name.as_str())
         .collect();
-    let mut message = format!("no flow named `{flow}` in {}", flows.display());
+    let mut message = format!("no flow named `{flow}` in {shown}");
     if let Some(near) = did_you_mean(flow, names.iter().copied()) {
         message.push_str(&format!(" (did you mean `{near}`?)"));
     } else if !names.is_empty() {
@@ -204,7 +216,11 @@ fn parse_input(text: &str) -> Vec<(usize, Result<Value, String>)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let path = resolve(&args.flow, &args.flows)?;
+    let paths = match &args.flows {
+        Some(dir) => vec![dir.clone()],
+        None => args.paths.clone(),
+    };
+    let path = resolve(&args.flow, &paths)?;
     let flow = match load_flow(&path)? {
         Ok(flow) => flow,
         Err(validation) => {

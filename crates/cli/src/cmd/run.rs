@@ -8,9 +8,18 @@ use rivulet_runtime::runner::{self, RunOptions};
 use rivulet_runtime::state::{self, Holder};
 use rivulet_spec::model::Connection;
 use rivulet_spec::validate::{Options, Validation, validate_paths};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// Formats of the `--once` summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    /// A table.
+    Human,
+    /// One JSON document (stable, versioned).
+    Json,
+}
 
 /// Log formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +32,9 @@ pub enum LogFormat {
 
 /// Arguments of `rivulet run`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rivulet run flows --sandbox --once          # try the flows, no account needed\n  rivulet run flows --once --format json     # one pass, a summary for tools\n  rivulet run flows --watch                  # a service; reload on change\n  rivulet run flows --dry-run --once --flow orders\n\nExit codes: 0 done (service: stopped cleanly), 1 records failed or the flows are invalid, 2 usage or I/O error, 3 gave up waiting for a destination (--once-wait), 4 stopped with work in hand (grace ran out), 5 another runner holds the state."
+)]
 pub struct Args {
     /// Flow files or directories.
     #[arg(default_value = "flows")]
@@ -44,6 +56,26 @@ pub struct Args {
     /// instead of refusing to start (exit 5).
     #[arg(long)]
     wait: bool,
+    /// Watch the flow files: a change is validated and applied without a restart (an invalid
+    /// one is refused, its diagnostics logged, the running flows kept); an unchanged flow keeps
+    /// running, a removed one stops after its page in hand.
+    #[arg(long, conflicts_with = "once")]
+    watch: bool,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` here while running (port 0: any
+    /// free port, logged). Loopback by default; another address only when given.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9464",
+        conflicts_with = "no_listen"
+    )]
+    listen: std::net::SocketAddr,
+    /// Serve no endpoints (with `--once` none are served unless `--listen` is given).
+    #[arg(long)]
+    no_listen: bool,
+    /// With `--once`: the summary's format (`json` for tools).
+    #[arg(long, value_enum, default_value = "human")]
+    format: SummaryFormat,
     /// Read and map, print what would be sent, write nothing and move no cursor.
     #[arg(long)]
     dry_run: bool,
@@ -57,6 +89,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// How long this runner's leases last without renewal: with a shared (PostgreSQL) state,
+    /// the longest a crashed runner's work waits before another runner takes it over.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_ttl: Duration,
     /// After SIGINT/SIGTERM, how long in-flight work may take to finish and be recorded.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     grace: Duration,
@@ -112,24 +148,6 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// The default state file: `.rivulet/state.db` in the folder that holds the flows folder.
-fn default_state(paths: &[PathBuf]) -> PathBuf {
-    let first = paths
-        .first()
-        .map(PathBuf::as_path)
-        .unwrap_or(Path::new("flows"));
-    let dir = if first.is_dir() {
-        first
-    } else {
-        first.parent().unwrap_or(Path::new("."))
-    };
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    dir.parent()
-        .unwrap_or(&dir)
-        .join(".rivulet")
-        .join("state.db")
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logs(args.log_format);
     let validation = validate_paths(&args.paths, &Options::default())?;
@@ -162,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let state_location = match (&args.state, &scratch) {
             (Some(p), _) => p.clone(),
             (None, Some(dir)) => dir.path().join("state.db").display().to_string(),
-            (None, None) => default_state(&args.paths).display().to_string(),
+            (None, None) => super::state::default_state(&args.paths).display().to_string(),
         };
         if args.sandbox {
             let sandbox = rivulet_sandbox::Sandbox::start(rivulet_sandbox::SandboxConfig { demo_data: true, ..Default::default() })
@@ -177,7 +195,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             sandbox_handle = Some(sandbox);
         }
-        let store = state::open(&state_location, options.clock.clone()).await.with_context(|| format!("opening state {state_location}"))?;
+        let shown = state::display_location(&state_location);
+        let store = state::open(&state_location, options.clock.clone()).await.with_context(|| format!("opening state {shown}"))?;
         let signals = StopSignals::listen().context("listening for stop signals")?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopper = stop_tx.clone();
@@ -187,8 +206,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let _ = stopper.send(true);
         });
 
+        // A shared state (PostgreSQL): runners split the work by leases on each trigger group
+        // and scheduled flow. Otherwise one runner per state. A dry run writes nothing, so it
+        // needs no lease.
+        let shared_state = store.shared() && !args.dry_run;
+        if shared_state {
+            options.sharing = Some(runner::Sharing {
+                holder: Holder::this_process(options.clock.now()),
+                ttl: args.lease_ttl,
+            });
+        }
         // One runner per state: a dry run writes nothing, so it needs no lease.
-        let held = if args.dry_run {
+        let held = if args.dry_run || shared_state {
             None
         } else {
             let holder = Holder::this_process(options.clock.now());
@@ -196,17 +225,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 store.clone(),
                 lease::STATE_LEASE,
                 &holder,
-                lease::DEFAULT_TTL,
+                args.lease_ttl,
                 args.wait,
                 stop_rx.clone(),
-                |held| tracing::warn!(holder = %held.holder, "the state {state_location} is in use by another runner; waiting for it to stop (--wait)"),
+                |held| tracing::warn!(holder = %held.holder, "the state {shown} is in use by another runner; waiting for it to stop (--wait)"),
             )
             .await;
             match acquired {
                 Ok(held) => Some(held),
                 Err(LeaseError::Held(held)) => {
                     eprintln!(
-                        "rivulet: the state {state_location} is in use by another runner: {}; stop it first, or pass --wait to take over when it stops",
+                        "rivulet: the state {shown} is in use by another runner: {}; stop it first, or pass --wait to take over when it stops",
                         held.holder
                     );
                     return Ok(ExitCode::from(exit::STATE_IN_USE));
@@ -217,6 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         if let Some(held) = &held {
             options.fence = Some(held.fence());
+            options.guard = Some(held.guard());
             // Runs left `running` by a runner that stopped or crashed before them.
             let swept = store
                 .interrupt_runs(None, options.clock.now(), "the runner stopped before this run finished")
@@ -236,12 +266,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             });
         }
 
-        tracing::info!(state = %state_location, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "running; SIGINT or SIGTERM stops after the work in hand");
+        // Endpoints: for a service by default; for `--once` only when asked.
+        let listen_given = std::env::args().any(|a| a == "--listen" || a.starts_with("--listen="));
+        if !args.no_listen && (!args.once || listen_given) {
+            let metrics = options.metrics.clone();
+            let addr = crate::endpoints::serve(args.listen, metrics)
+                .await
+                .with_context(|| format!("cannot serve /metrics on {} (pass --listen ADDR, or --no-listen)", args.listen))?;
+            tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz and /readyz");
+        }
+        tracing::info!(state = %shown, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "running; SIGINT or SIGTERM stops after the work in hand");
         let runs = options.runs.clone();
         let clock = options.clock.clone();
         let mut stop_for_grace = stop_rx.clone();
         let grace = args.grace;
-        let run = runner::run(&validation, store.clone(), options.clone(), stop_rx);
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        let _watcher = if args.watch {
+            let metrics = options.metrics.clone();
+            let watcher = crate::watch::start(&args.paths, &validation, metrics, reload_tx)
+                .context("watching the flow files (--watch)")?;
+            tracing::info!("watching the flow files for changes (--watch)");
+            Some(watcher)
+        } else {
+            drop(reload_tx);
+            None
+        };
+        let reloads = args.watch.then_some(reload_rx);
+        // `--once` on a terminal: a bar of the flows done; elsewhere the summary says it all.
+        let progress = args.once.then(|| crate::progress::bar(validation.flows.len() as u64, "flows"));
+        if let Some(bar) = progress.clone().filter(|b| !b.is_hidden()) {
+            let metrics = options.metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (done, total) = metrics.flows_done();
+                    if total > 0 {
+                        bar.set_length(total as u64);
+                    }
+                    bar.set_position(done as u64);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+        let run = runner::run_watched(&validation, store.clone(), options.clone(), stop_rx, reloads);
         tokio::pin!(run);
         let summary = tokio::select! {
             result = &mut run => result,
@@ -262,8 +328,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(held) = held {
             held.release().await;
         }
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
         let summary = summary?;
-        print_summary(&summary, demo.as_ref(), &redirections(&validation, &options));
+        let redirected = redirections(&validation, &options);
+        match args.format {
+            SummaryFormat::Human => print_summary(&summary, demo.as_ref(), &redirected),
+            SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary_json(&summary, &redirected))?),
+        }
         if let Some(sandbox) = sandbox_handle.take() {
             sandbox.shutdown().await;
         }
@@ -348,6 +421,26 @@ impl StopSignals {
     }
 }
 
+fn summary_json(summary: &runner::Summary, redirected: &[String]) -> serde_json::Value {
+    let scrub = |t: &str| rivulet_http::secrets::scrub(t).into_owned();
+    serde_json::json!({
+        "version": crate::render::JSON_VERSION,
+        "flows": summary.flows.iter().map(|(name, f)| serde_json::json!({
+            "flow": name,
+            "runs": f.runs,
+            "read": f.counts.read,
+            "delivered": f.counts.succeeded,
+            "failed": f.counts.failed,
+            "read_again": f.counts.skipped,
+            "api_calls": f.counts.api_calls,
+            "errors": f.errors.iter().map(|e| scrub(e)).collect::<Vec<_>>(),
+            "gave_up_waiting": f.waiting.as_deref().map(scrub),
+        })).collect::<Vec<_>>(),
+        "search_calls": summary.search_calls,
+        "sandbox": redirected,
+    })
+}
+
 fn print_summary(
     summary: &runner::Summary,
     demo: Option<&crate::demo::Received>,
@@ -355,7 +448,7 @@ fn print_summary(
 ) {
     println!(
         "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
-        "flow", "runs", "read", "succeeded", "failed", "skipped"
+        "flow", "runs", "read", "succeeded", "failed", "again"
     );
     let scrub = |t: &str| rivulet_http::secrets::scrub(t).into_owned();
     for (name, f) in &summary.flows {

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 /// Arguments of `rivulet sandbox`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rivulet sandbox --port 8086\n  rivulet sandbox --rate-limit 100/10s --search-per-second 5 --no-demo\n\nExit codes: 0 stopped by SIGINT/SIGTERM, 2 usage error or the port is taken."
+)]
 pub struct Args {
     /// Port to listen on (127.0.0.1 only; 0 picks a free one).
     #[arg(long, default_value_t = 8086)]

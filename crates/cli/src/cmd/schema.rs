@@ -18,6 +18,9 @@ pub enum Which {
 
 /// Arguments of `rivulet schema`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rivulet schema flow > schemas/flow.schema.json\n  rivulet schema connections\n\nExit codes: 0 printed, 2 usage error."
+)]
 pub struct Args {
     /// The schema to print.
     #[arg(value_enum, default_value = "flow")]

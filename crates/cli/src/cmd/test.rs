@@ -57,6 +57,9 @@ pub enum TestFormat {
 
 /// Arguments of `rivulet test`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rivulet test\n  rivulet test flows/orders.yaml --format json\n\nExit codes: 0 every test passed, 1 a test failed or a test file is malformed, 2 usage or I/O error (no test file found)."
+)]
 pub struct Args {
     /// Test files (`NAME.test.yaml`), flow files (their tests are run) or directories (searched
     /// recursively for *.test.yaml and *.test.yml).

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 /// Arguments of `rivulet validate`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  rivulet validate\n  rivulet validate flows/ --format github --deny-warnings   # in CI\n  rivulet validate flows/orders.yaml --format json\n\nExit codes: 0 valid, 1 errors (or warnings with --deny-warnings), 2 usage or I/O error."
+)]
 pub struct Args {
     /// Flow files or directories (searched recursively for *.yaml and *.yml; *.test.yaml are
     /// mapping tests and skipped).

@@ -10,6 +10,7 @@
 //! [`StateStore`] is backend-neutral: typed statuses, a neutral error, batched lookups; the SQL
 //! of each backend stays inside it ([`sqlite`]). [`open`] picks the backend from `--state`.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A state store failure. Fatal for the page at hand: nothing is acknowledged without it.
@@ -69,10 +71,7 @@ pub enum StateError {
 /// for the embedded SQLite store. Rows are stamped with `clock`'s time.
 pub async fn open(location: &str, clock: SharedClock) -> Result<Arc<dyn StateStore>, StateError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Err(StateError::Unsupported(
-            "PostgreSQL state is not available in this build yet; use a file path for SQLite"
-                .into(),
-        ));
+        return Ok(Arc::new(PostgresStore::connect(location, clock).await?));
     }
     if let Some((scheme, _)) = location.split_once("://")
         && scheme != "sqlite"
@@ -83,6 +82,34 @@ pub async fn open(location: &str, clock: SharedClock) -> Result<Arc<dyn StateSto
     }
     let path = PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location));
     Ok(Arc::new(SqliteStore::open_with_clock(&path, clock).await?))
+}
+
+#[cfg(test)]
+mod location_tests {
+    #[test]
+    fn a_urls_password_is_not_shown() {
+        assert_eq!(
+            super::display_location("postgres://me:s%40cret@db:5432/rivulet"),
+            "postgres://me:***@db:5432/rivulet"
+        );
+        assert_eq!(
+            super::display_location("postgres://me@db/x"),
+            "postgres://me@db/x"
+        );
+        assert_eq!(
+            super::display_location("/var/lib/state.db"),
+            "/var/lib/state.db"
+        );
+    }
+}
+
+/// `--state` as it may be shown: a URL's password replaced by `***` (logs, errors and the
+/// summary name the store without giving its key away).
+pub fn display_location(location: &str) -> String {
+    match postgres::written_password(location).filter(|p| !p.is_empty()) {
+        Some(password) => location.replacen(&format!(":{password}@"), ":***@", 1),
+        None => location.to_string(),
+    }
 }
 
 /// Where a run stands.
@@ -334,13 +361,24 @@ impl Holder {
     }
 
     /// Whether this holder is a process on this host that no longer runs (a crashed runner,
-    /// whose lease can be taken without waiting for it to expire).
+    /// whose lease can be taken without waiting for it to expire). A killed process its parent
+    /// has not reaped yet (a zombie) no longer runs either.
     pub fn is_dead_here(&self, this_host: &str) -> bool {
-        self.host == this_host
-            && cfg!(target_os = "linux")
-            && !std::path::Path::new("/proc")
-                .join(self.pid.to_string())
-                .exists()
+        // Without /proc nothing can be told: wait for the lease to lapse.
+        if self.host != this_host
+            || !cfg!(target_os = "linux")
+            || !std::path::Path::new("/proc/self").exists()
+        {
+            return false;
+        }
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            // The state is the first field after the command name, which ends with the last `)`.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+                .is_some_and(|state| matches!(state, 'Z' | 'X')),
+            Err(_) => true,
+        }
     }
 }
 
@@ -432,6 +470,9 @@ pub trait StateStore: Send + Sync {
     ) -> Result<HashSet<(String, String)>, StateError>;
     /// Forgets dedupe keys whose timestamp is older than `before_ms`.
     async fn prune_delivered(&self, flow: &str, before_ms: i64) -> Result<u64, StateError>;
+    /// Forgets dedupe keys whose timestamp is `since_ms` or later: after a cursor reset those
+    /// records are delivered again, as the operator asked.
+    async fn forget_delivered(&self, flow: &str, since_ms: i64) -> Result<u64, StateError>;
     /// Ledger entries of `flow`'s action `action` for these keys (one lookup).
     async fn ledger(
         &self,
@@ -478,6 +519,11 @@ pub trait StateStore: Send + Sync {
     async fn cursors(&self, flow: Option<&str>) -> Result<Vec<StoredCursor>, StateError>;
     /// Forgets a flow's cursor: it starts afresh (from `start_from`, or its source's start).
     async fn delete_cursor(&self, flow: &str) -> Result<(), StateError>;
+    /// Whether several runners (on several machines) may share this store, each running the
+    /// work it holds a lease on; otherwise one runner holds the whole store.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Every lease, for `rivulet runners`.
     async fn leases(&self) -> Result<Vec<Lease>, StateError>;
     /// Sets the status of failed records.
