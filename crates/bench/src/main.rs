@@ -458,9 +458,15 @@ impl Bench {
                 }
                 _ => "  - file: { path: out/x.jsonl }\n",
             };
+            // A trigger's records are HubSpot's (`properties.*`); a source's are its own rows.
+            let mapping = if i % 3 == 0 {
+                "  email: \"{{lowercase record.properties.email}}\"\n  firstname: { path: $.properties.firstname }\n  lastname: { path: $.properties.lastname }\n  created: { path: $.createdAt, type: datetime }\n  tier: { path: $.properties.firstname, type: enumeration, map: { A: gold, B: silver }, default: silver }\n"
+            } else {
+                "  email: \"{{lowercase record.email}}\"\n  firstname: { path: $.first_name }\n  numberofemployees: { path: $.size, type: integer }\n  created: { path: $.created_at, type: datetime }\n  tier: { path: $.tier, type: enumeration, map: { A: gold, B: silver } }\n"
+            };
             std::fs::write(
                 dir.path().join(format!("flow-{i:04}.yaml")),
-                format!("name: flow-{i:04}\n{head}mapping:\n  email: \"{{{{lowercase record.email}}}}\"\n  firstname: {{ path: $.first_name }}\n  numberofemployees: {{ path: $.size, type: integer }}\n  created: {{ path: $.created_at, type: datetime }}\n  tier: {{ path: $.tier, type: enumeration, map: {{ A: gold, B: silver }} }}\nactions:\n{action}"),
+                format!("name: flow-{i:04}\n{head}mapping:\n{mapping}actions:\n{action}"),
             )
             .expect("a flow file");
         }

@@ -55,6 +55,8 @@ enum Command {
     Test(cmd::test::Args),
     /// Print the mapped output of a flow for input records (a file or JSON lines on stdin).
     Map(cmd::map::Args),
+    /// What a run of these flows would change in HubSpot, record by record; writes nothing.
+    Plan(cmd::plan::Args),
     /// Serve the in-memory HubSpot sandbox for trying flows and exploring with curl.
     Sandbox(cmd::sandbox::Args),
     /// List runs: when, how long, how they went (`runs show ID` for one).
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Map(args) => cmd::map::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
         Command::Sandbox(args) => cmd::sandbox::run(args),
         Command::Runs(args) => cmd::runs::run(args),
         Command::Runners(args) => cmd::runners::run(args),

@@ -36,12 +36,39 @@
 //! # Templates
 //!
 //! Handlebars in strict mode (a missing variable is an error naming the field and the path,
-//! unless the field has a `default`), without HTML escaping, without partials. A template sees
+//! unless the field has a `default`; a `null` one renders as empty text, see below), without
+//! HTML escaping, without partials. A template sees
 //! `record` (the source record), `flow` (the flow name), `run.id`, `run.started_at` and `now`
 //! (RFC 3339, UTC). The helpers are listed by [`helpers_doc`]. A template that is exactly one
 //! `{{record.a.b}}` is looked up directly, without the template engine; it differs from a
 //! rendered template only in keeping a list or object value whole (so a list can fill a
 //! `multi_enumeration`, and is an error for other types instead of rendering as `[a, b]`).
+//!
+//! # Missing values and nulls
+//!
+//! A value is *missing* when a JSONPath matches nothing or a template variable does not exist;
+//! it is *null* when the record holds `null` there (HubSpot returns `null` for a property
+//! without a value). For `default` and `required`, null counts as missing:
+//!
+//! - `default` applies when the value is missing **or null**: a `path` whose one match is
+//!   `null`; a template that is one `{{record.a.b}}` whose value is `null`; any other template
+//!   that writes out a null variable (`{{record.a}} {{record.b}}`) or hands one to one of this
+//!   crate's helpers (`{{lowercase record.a}}`, `{{jsonpath "$.a"}}`): the whole field takes
+//!   the default, as it does for a missing variable.
+//! - `required: true` fails the record on both, naming the null:
+//!   `field email: is required but record.properties.email is null (from …)`, or for a path
+//!   `is required but the value is null`.
+//! - With neither, a null is the empty value, as it always was: a template renders it as empty
+//!   text (`"{{record.a}} {{record.b}}"` with `b` null gives `"x "`), a path gives the empty
+//!   value (`""` in Wire mode, which clears the HubSpot property). A missing template variable
+//!   is still an error (strict mode) and a path that matches nothing still leaves the field
+//!   out.
+//! - What a template decides itself stays its business: the arguments of the `default` helper
+//!   (which skips nulls), those of Handlebars' built-in helpers (`eq`, `lookup`, …) and
+//!   everything inside a block (`{{#if record.a}}` is false for null; inside `{{#each}}` a null
+//!   renders as empty text) never make the field's `default` apply.
+//! - An empty string is a value, not a null: `default` does not apply to `""`, and `required`
+//!   fails on it (`is empty but the field is required`).
 //!
 //! # Values
 //!
@@ -75,11 +102,21 @@
 //! over fails that field of that record with a [`FieldError`] such as `field x: replace: the
 //! result would exceed 1 MiB (the limit of a field's value)`.
 //!
+//! # Conditions and reads
+//!
+//! A [`Condition`] (a flow's or an action's `when:`) is a JSONPath predicate or a template that
+//! renders `true` or `false`, compiled like a field and evaluated per record; see its docs for
+//! the exact rules. [`Mapping::reads`] and [`Condition::reads`] list what a compiled mapping or
+//! condition reads from the record ([`RecordRead`]: the field, the reference as written, its
+//! members and their byte offsets), so that a validator can check them against the record's
+//! known shape.
+//!
 //! Dates are written as epoch milliseconds because HubSpot documents that form for date
 //! properties ("must be set to midnight UTC"); its acceptance of `YYYY-MM-DD` is not documented
 //! by HubSpot itself. [`OutputMode::Native`] writes JSON types for file and HTTP sinks: numbers,
 //! bools, dates as `YYYY-MM-DD`, datetimes as RFC 3339, multi-enumerations as lists.
 
+mod condition;
 mod convert;
 mod error;
 mod helpers;
@@ -87,15 +124,18 @@ mod interp;
 pub mod limits;
 mod mapping;
 mod path;
+mod reads;
 mod scan;
 mod spec;
 mod template;
 
 use chrono::{DateTime, Utc};
 
+pub use condition::{CONDITION_FIELD, Condition};
 pub use error::{CompileError, FieldError};
 pub use helpers::{EXAMPLE_RECORD, HelperDoc, helpers_doc};
 pub use mapping::Mapping;
+pub use reads::{ReadSegment, RecordRead};
 pub use spec::{FieldDetail, FieldSpec, FieldType};
 
 /// What a template sees besides the record.

@@ -20,6 +20,7 @@ use crate::limits::{
     MAX_SOURCE_BYTES, bytes, cut,
 };
 use crate::path::{CompiledPath, Found};
+use crate::reads::{RecordRead, ValueRead, path_read};
 use crate::spec::{FieldDetail, FieldSpec, FieldType};
 use crate::template::{self, CompiledTemplate, LookupError};
 use crate::{Context, OutputMode};
@@ -53,6 +54,11 @@ struct Field {
     required: bool,
     /// The path or template text, for error messages.
     origin: Option<String>,
+    /// What it reads from the record.
+    reads: Vec<RecordRead>,
+    /// For a template field with a `default` or `required`: the reads whose `null` counts as
+    /// absent (empty otherwise: without either, a null renders as empty text).
+    nulls: Vec<ValueRead>,
 }
 
 enum Source {
@@ -142,6 +148,18 @@ impl Mapping {
     /// The type of a mapped field.
     pub fn field_type(&self, field: &str) -> Option<FieldType> {
         self.inner.fields.get(field).map(|f| f.rules.ty)
+    }
+
+    /// What the mapping reads from the source record: every field's reads, fields in order,
+    /// each field's in the order of its text (see [`RecordRead`] for what counts). A validator
+    /// checks them against the record's known shape and points at each one with
+    /// [`RecordRead::offset`] or a segment's offset.
+    pub fn reads(&self) -> Vec<RecordRead> {
+        self.inner
+            .fields
+            .values()
+            .flat_map(|f| f.reads.iter().cloned())
+            .collect()
     }
 
     /// Maps one record. Returns the target fields in mapping order, or every field error of
@@ -262,14 +280,25 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 impl Field {
     fn eval(&self, ev: &mut Eval<'_>) -> Result<Option<Typed>, String> {
         let record = ev.record;
+        if !self.nulls.is_empty() {
+            if let Some(raw) = first_null(&self.nulls, record, &ev.inner.paths) {
+                return self.null(Some(raw));
+            }
+        }
         let value = match &self.source {
             Source::Const(t) => return Ok(Some(t.clone())),
             Source::Path(p) => match p.find(record) {
                 Found::Nothing => return self.absent(Absent::NoMatch),
+                Found::One(Value::Null) if self.default.is_some() || self.required => {
+                    return self.null(None);
+                }
                 Found::One(v) => self.rules.convert(Input::One(v)),
                 Found::Many(vs) => self.rules.convert(Input::Many(&vs)),
             },
             Source::Record { segs, raw } => match CompiledTemplate::lookup(segs, record) {
+                Ok(Value::Null) if self.default.is_some() || self.required => {
+                    return self.null(Some(raw));
+                }
                 Ok(v) => self.rules.convert(Input::One(v)),
                 Err(LookupError::Missing) => {
                     return self.absent(Absent::Missing(format!("missing variable {raw}")));
@@ -302,6 +331,19 @@ impl Field {
         Ok(Some(value))
     }
 
+    /// The value is `null` (`what`: the template variable that is, if not the whole value):
+    /// the default, or (`required`) an error. Called only for fields with either.
+    #[cold]
+    fn null(&self, what: Option<&str>) -> Result<Option<Typed>, String> {
+        if let Some(d) = &self.default {
+            return Ok(Some(d.clone()));
+        }
+        Err(match what {
+            Some(raw) => format!("is required but {raw} is null"),
+            None => "is required but the value is null".into(),
+        })
+    }
+
     fn absent(&self, why: Absent) -> Result<Option<Typed>, String> {
         if let Some(d) = &self.default {
             return Ok(Some(d.clone()));
@@ -314,6 +356,20 @@ impl Field {
             Absent::NoMatch => Ok(None),
         }
     }
+}
+
+/// The first of `reads` whose value in `record` is `null`, by its text.
+fn first_null<'r>(reads: &'r [ValueRead], record: &Value, paths: &PathCache) -> Option<&'r str> {
+    reads.iter().find_map(|r| match r {
+        ValueRead::Record { segs, raw } => {
+            matches!(CompiledTemplate::lookup(segs, record), Ok(Value::Null))
+                .then_some(raw.as_str())
+        }
+        ValueRead::Path { path } => paths
+            .get(path)
+            .is_some_and(|p| matches!(p.find(record), Found::One(Value::Null)))
+            .then_some(path.as_str()),
+    })
 }
 
 pub(crate) fn bad_index(s: &str) -> String {
@@ -371,6 +427,11 @@ fn render_error(e: RenderError) -> Result<Absent, String> {
             Some(NoValue(why)) => Ok(Absent::Missing(why.clone())),
             None => Err(inner.to_string()),
         },
+        // A built-in helper (`eq`, `lookup`, ...) given a variable that is missing.
+        RenderErrorReason::ParamNotFoundForIndex(name, i) => Ok(Absent::Missing(format!(
+            "{name}: argument {} is missing",
+            i + 1
+        ))),
         RenderErrorReason::InvalidJsonIndex(s) => Err(bad_index(s)),
         RenderErrorReason::Other(m) => Err(m.clone()),
         other => Err(other.to_string()),
@@ -481,6 +542,8 @@ fn compile_field(
         None => None,
     };
     let mut origin = None;
+    let mut reads = Vec::new();
+    let mut nulls = Vec::new();
     let source = if let Some(v) = &d.value {
         match rules.convert(Input::One(v)) {
             Ok(t) => {
@@ -501,7 +564,10 @@ fn compile_field(
     } else if let Some(p) = &d.path {
         origin = Some(cut(p, MAX_SOURCE_BYTES).into_owned());
         match CompiledPath::compile(p) {
-            Ok(c) => Some(Source::Path(c)),
+            Ok(c) => {
+                reads.extend(path_read(name, "path", p, 0));
+                Some(Source::Path(c))
+            }
             Err(e) => {
                 errors.push(
                     CompileError::new(name, "path", e.message)
@@ -514,10 +580,18 @@ fn compile_field(
     } else if let Some(t) = &d.template {
         origin = Some(cut(t, MAX_SOURCE_BYTES).into_owned());
         match template::compile(name, t, paths) {
-            Ok(CompiledTemplate::Record { segs, raw }) => Some(Source::Record { segs, raw }),
-            Ok(CompiledTemplate::Handlebars(tpl)) => {
-                let program = Program::compile(&tpl);
-                Some(Source::Template { tpl, program })
+            Ok(compiled) => {
+                reads = compiled.reads;
+                match compiled.template {
+                    CompiledTemplate::Record { segs, raw } => Some(Source::Record { segs, raw }),
+                    CompiledTemplate::Handlebars(tpl) => {
+                        if d.default.is_some() || d.required {
+                            nulls = compiled.values;
+                        }
+                        let program = Program::compile(&tpl);
+                        Some(Source::Template { tpl, program })
+                    }
+                }
             }
             Err(mut e) => {
                 errors.append(&mut e);
@@ -534,6 +608,8 @@ fn compile_field(
             default,
             required: d.required,
             origin,
+            reads,
+            nulls,
         }),
         _ => Err(errors),
     }
@@ -804,6 +880,125 @@ mod tests {
             wire(&m, json!({ "e": "" })).unwrap_err(),
             ["field req_empty: is empty but the field is required (from $.e)"]
         );
+    }
+
+    #[test]
+    fn nulls_count_as_absent_for_default_and_required() {
+        let m = mapping(json!({
+            "path_def": { "path": "$.v", "default": "D" },
+            "fast_def": { "template": "{{record.v}}", "default": "D" },
+            "tpl_def": { "template": "{{lowercase record.v}}", "default": "D" },
+            "mixed_def": { "template": "{{record.a}} {{record.v}}", "default": "D" },
+            "jp_def": { "template": "{{jsonpath \"$.v\"}}", "default": "D" },
+            "num_def": { "path": "$.v", "type": "number", "default": 0 },
+            "plain_path": { "path": "$.v" },
+            "plain_fast": "{{record.v}}",
+            "plain_tpl": "{{record.a}} [{{lowercase record.v}}]",
+        }));
+        let out = wire(&m, json!({ "a": "A", "v": null })).unwrap();
+        let got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("path_def", "D"),
+                ("fast_def", "D"),
+                ("tpl_def", "D"),
+                ("mixed_def", "D"),
+                ("jp_def", "D"),
+                ("num_def", "0"),
+                // Without default or required, null is empty text, as before.
+                ("plain_path", ""),
+                ("plain_fast", ""),
+                ("plain_tpl", "A []"),
+            ]
+        );
+        // The same as a missing value, for fields with a default.
+        let missing = wire(&m, json!({ "a": "A" }));
+        assert!(
+            missing.is_err(),
+            "plain templates still fail on a missing variable"
+        );
+        let native = m
+            .apply(&json!({ "a": "A", "v": null }), &ctx(), OutputMode::Native)
+            .unwrap();
+        assert_eq!(native["plain_path"], json!(""));
+
+        let m = mapping(json!({
+            "path_req": { "path": "$.v", "required": true },
+            "fast_req": { "template": "{{record.v}}", "required": true },
+            "tpl_req": { "template": "{{record.a}} {{lowercase record.v}}", "required": true },
+            "jp_req": { "template": "{{jsonpath \"$.v\"}}", "required": true },
+            "both": { "path": "$.v", "required": true, "default": "D" },
+        }));
+        assert_eq!(
+            wire(&m, json!({ "a": "A", "v": null })).unwrap_err(),
+            [
+                "field path_req: is required but the value is null (from $.v)",
+                "field fast_req: is required but record.v is null (from {{record.v}})",
+                "field tpl_req: is required but record.v is null (from {{record.a}} {{lowercase record.v}})",
+                "field jp_req: is required but $.v is null (from {{jsonpath \"$.v\"}})",
+            ]
+        );
+        assert_eq!(
+            wire(&m, json!({})).unwrap_err(),
+            [
+                "field path_req: is required but the path matched nothing (from $.v)",
+                "field fast_req: missing variable record.v (from {{record.v}})",
+                "field tpl_req: missing variable record.a (from {{record.a}} {{lowercase record.v}})",
+                "field jp_req: jsonpath $.v matched nothing (from {{jsonpath \"$.v\"}})",
+            ]
+        );
+        let out = wire(&m, json!({ "a": "A", "v": "X" })).unwrap();
+        assert_eq!(out["tpl_req"], json!("A x"));
+        assert_eq!(out["both"], json!("X"));
+    }
+
+    #[test]
+    fn nulls_handled_by_the_template_itself_stay_its_business() {
+        let m = mapping(json!({
+            // `default` (the helper) takes nulls itself.
+            "helper": { "template": "{{default record.nick record.name}}", "default": "D" },
+            "nested": { "template": "{{uppercase (default record.nick record.name)}}", "required": true },
+            // Inside blocks Handlebars decides: a null is false for `if`, empty text when written.
+            "block": { "template": "{{#if record.nick}}{{record.nick}}{{else}}-{{/if}}", "default": "D" },
+            "inner": { "template": "{{#each record.list}}[{{this}}]{{/each}}", "default": "D" },
+            // Built-in helpers' arguments are not values written out.
+            "builtin": { "template": "{{eq record.nick null}}", "default": "D" },
+        }));
+        let out = wire(
+            &m,
+            json!({ "nick": null, "name": "Ada", "list": [null, 1] }),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(out.into_iter().collect()),
+            json!({
+                "helper": "Ada", "nested": "ADA", "block": "-", "inner": "[][1]",
+                "builtin": "true"
+            })
+        );
+    }
+
+    #[test]
+    fn nulls_agree_both_ways() {
+        let spec = fields(json!({
+            "a": { "template": "{{record.a}}-{{uppercase record.b}}", "default": "D" },
+            "b": { "template": "{{concat record.a record.b}}", "required": true },
+            "c": { "template": "{{record.a}}{{!-- slow --}}", "default": "D" },
+        }));
+        let direct = Mapping::compile(&spec).unwrap();
+        let hb = Mapping::forcing_handlebars(&spec);
+        for r in [
+            json!({ "a": null, "b": "x" }),
+            json!({ "a": "y", "b": null }),
+            json!({ "a": "y", "b": "x" }),
+            json!({ "a": "y" }),
+        ] {
+            assert_eq!(wire(&direct, r.clone()), wire(&hb, r.clone()), "{r}");
+        }
     }
 
     #[test]

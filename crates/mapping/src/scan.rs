@@ -28,7 +28,30 @@ pub(crate) struct ScanError {
 }
 
 /// Checks a template's size, number of placeholders and nesting depth.
+#[cfg(test)]
 pub(crate) fn template(src: &str) -> Result<(), ScanError> {
+    scan_template(src, false).map(|_| ())
+}
+
+/// A word (a path, a helper name or a key) or a string literal inside a template's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token {
+    /// Where it starts, in bytes from the start of the template.
+    pub start: usize,
+    /// Where it ends (exclusive).
+    pub end: usize,
+    /// A string literal (with its quotes), else a word.
+    pub string: bool,
+}
+
+/// [`template`], also returning the words and string literals inside the template's tags, in
+/// order (comments, raw text and raw blocks have none). For a template the parser accepts,
+/// every path of the parsed template is one of the words, as written.
+pub(crate) fn template_tokens(src: &str) -> Result<Vec<Token>, ScanError> {
+    scan_template(src, true).map(Option::unwrap_or_default)
+}
+
+fn scan_template(src: &str, tokens: bool) -> Result<Option<Vec<Token>>, ScanError> {
     if src.len() > MAX_TEMPLATE_BYTES {
         return Err(ScanError {
             offset: floor_char(src, MAX_TEMPLATE_BYTES),
@@ -45,8 +68,10 @@ pub(crate) fn template(src: &str) -> Result<(), ScanError> {
         blocks: Vec::new(),
         depth: 0,
         placeholders: 0,
+        tokens: tokens.then(Vec::new),
     };
-    s.run()
+    s.run()?;
+    Ok(s.tokens)
 }
 
 /// The largest char boundary at or before `i`.
@@ -80,6 +105,8 @@ struct Tpl<'a> {
     /// Blocks and chain links open at the current position.
     depth: usize,
     placeholders: usize,
+    /// Words and string literals seen in tags, when asked for.
+    tokens: Option<Vec<Token>>,
 }
 
 fn is_ws(c: u8) -> bool {
@@ -110,6 +137,12 @@ impl Tpl<'_> {
         rest.windows(pat.len())
             .position(|w| w == pat)
             .map(|p| from + p)
+    }
+
+    fn token(&mut self, start: usize, end: usize, string: bool) {
+        if let Some(t) = &mut self.tokens {
+            t.push(Token { start, end, string });
+        }
     }
 
     fn skip_ws(&self, mut i: usize) -> usize {
@@ -320,6 +353,7 @@ impl Tpl<'_> {
                 }
                 b'"' | b'\'' => match self.string(i) {
                     Some(end) => {
+                        self.token(i, end, true);
                         i = end;
                         name = false;
                     }
@@ -334,7 +368,11 @@ impl Tpl<'_> {
                     i = match literal {
                         Some(end) => end,
                         None => match self.path_key(i) {
-                            Some(end) => self.word(end),
+                            Some(end) => {
+                                let end = self.word(end);
+                                self.token(i, end, false);
+                                end
+                            }
                             None => return Ok(None),
                         },
                     };
@@ -359,6 +397,7 @@ impl Tpl<'_> {
                         // A stray `]`: nothing in the grammar takes it.
                         return Ok(None);
                     }
+                    self.token(i, end, false);
                     i = end;
                     name = false;
                 }
@@ -756,6 +795,7 @@ mod tests {
             blocks: vec![],
             depth: 0,
             placeholders: 0,
+            tokens: None,
         };
         assert_eq!(t.literal(0, 0), Ok(Some(t.b.len() - 2)));
         for bad in [
@@ -772,6 +812,7 @@ mod tests {
                 blocks: vec![],
                 depth: 0,
                 placeholders: 0,
+                tokens: None,
             };
             assert_eq!(t.literal(0, 0), Ok(None), "{bad}");
         }
@@ -781,6 +822,7 @@ mod tests {
                 blocks: vec![],
                 depth: 0,
                 placeholders: 0,
+                tokens: None,
             };
             assert_eq!(t.literal(0, 0), Ok(Some(good.len())), "{good}");
         }

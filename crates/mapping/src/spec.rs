@@ -89,15 +89,16 @@ pub struct FieldDetail {
     /// The target type; values are checked and converted to HubSpot's format. Default `string`.
     #[serde(default, rename = "type")]
     pub r#type: FieldType,
-    /// The value used when the source is missing (no JSONPath match, or a missing template
-    /// variable). Checked and converted like any other value.
+    /// The value used when the source is missing or `null` (no JSONPath match or a `null` one,
+    /// a missing or `null` template variable). Checked and converted like any other value.
     #[serde(
         default,
         deserialize_with = "deserialize_some",
         skip_serializing_if = "Option::is_none"
     )]
     pub default: Option<serde_json::Value>,
-    /// A record fails when this field is missing or empty (after `default`). Default `false`.
+    /// A record fails when this field is missing, `null` or empty (after `default`). Default
+    /// `false`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub required: bool,
     /// A lookup table applied to the value (each value of a list) before type checks, e.g. ERP

@@ -12,6 +12,7 @@ use crate::helpers::{
 };
 use crate::limits::MAX_ERRORS_PER_FIELD;
 use crate::path::CompiledPath;
+use crate::reads::{self, RecordRead, ValueRead};
 use crate::scan;
 
 /// The top-level variables a template sees.
@@ -58,14 +59,14 @@ impl CompiledTemplate {
 /// into `paths`.
 ///
 /// The template's size and nesting are checked first, by a linear scan of the text
-/// ([`scan::template`]): Handlebars' parser and everything after it recurse once per level of
+/// ([`scan::template_tokens`]): Handlebars' parser and everything after it recurse once per level of
 /// nesting, and Handlebars' compile time grows with placeholders × length.
 pub(crate) fn compile(
     field: &str,
     src: &str,
     paths: &mut PathCache,
-) -> Result<CompiledTemplate, Vec<CompileError>> {
-    scan::template(src).map_err(|e| {
+) -> Result<Compiled, Vec<CompileError>> {
+    let tokens = scan::template_tokens(src).map_err(|e| {
         vec![
             CompileError::new(field, "template", e.message)
                 .at(Some(e.offset))
@@ -96,13 +97,29 @@ pub(crate) fn compile(
     if !walk.errors.is_empty() {
         return Err(walk.errors);
     }
-    if let Some(segs) = single_record_path(&tpl) {
-        return Ok(CompiledTemplate::Record {
+    let (reads, values) = reads::template_reads(field, src, &tokens, &tpl);
+    let template = match single_record_path(&tpl) {
+        Some(segs) => CompiledTemplate::Record {
             segs,
             raw: raw_single_path(&tpl),
-        });
-    }
-    Ok(CompiledTemplate::Handlebars(Box::new(tpl)))
+        },
+        None => CompiledTemplate::Handlebars(Box::new(tpl)),
+    };
+    Ok(Compiled {
+        template,
+        reads,
+        values,
+    })
+}
+
+/// A compiled template with what it reads from the record.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub template: CompiledTemplate,
+    /// Its record reads, in the order of the text.
+    pub reads: Vec<RecordRead>,
+    /// The reads whose `null` counts as absent (see [`ValueRead`]).
+    pub values: Vec<ValueRead>,
 }
 
 /// 1-based line and column (in characters) to a byte offset.
@@ -442,7 +459,9 @@ mod tests {
     use super::*;
 
     fn ok(src: &str) -> CompiledTemplate {
-        compile("f", src, &mut PathCache::new()).unwrap_or_else(|e| panic!("{src}: {e:?}"))
+        compile("f", src, &mut PathCache::new())
+            .unwrap_or_else(|e| panic!("{src}: {e:?}"))
+            .template
     }
 
     fn err(src: &str) -> CompileError {

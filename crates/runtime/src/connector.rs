@@ -112,6 +112,23 @@ pub trait Action: Send + Sync {
         Ok(Value::Null)
     }
 
+    /// What writing `records` would do, without writing (`rivulet plan`): by default a write
+    /// to the destination, whose current state cannot be read. Reads are allowed (batched).
+    async fn plan(&self, records: &[Prepared<'_>], ctx: &Context) -> Vec<Planned> {
+        let _ = ctx;
+        let what = format!("{} to {}", self.kind(), self.destination());
+        vec![Planned::Write { what }; records.len()]
+    }
+
+    /// For change-only writes: the target record this record's write goes to and the fields
+    /// it sends. An action that answers lets the executor skip a record whose fields are as
+    /// last written to that target, and send only the changed ones (plus `keep`) when some
+    /// changed. `None` (the default): the action writes every time.
+    fn change_target(&self, record: &Prepared<'_>, ctx: &Context) -> Option<ChangeTarget> {
+        let _ = (record, ctx);
+        None
+    }
+
     /// What a dry run prints as the record's fields for this action: by default the mapped
     /// fields it takes.
     fn preview(&self, record: &Prepared<'_>, ctx: &Context) -> Value {
@@ -202,6 +219,95 @@ pub trait Source: Send {
     fn dedupe(&self) -> bool {
         false
     }
+}
+
+/// What an action would do with a record (`rivulet plan`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Planned {
+    /// A new record in the target.
+    Create,
+    /// An existing record's fields change: (field, old, new).
+    Update {
+        /// The target's id.
+        id: String,
+        /// The fields that change.
+        fields: Vec<FieldChange>,
+    },
+    /// The target already holds these values.
+    Unchanged {
+        /// The target's id.
+        id: String,
+    },
+    /// Written where no before can be read (appended to a file, sent to an API).
+    Write {
+        /// What, for people.
+        what: String,
+    },
+    /// The write would be refused: why.
+    WouldFail {
+        /// Why.
+        reason: String,
+    },
+    /// A `when:` keeps the record out.
+    Filtered,
+}
+
+/// One line of a plan: what one action would do with one record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanEntry {
+    /// The flow.
+    pub flow: String,
+    /// The record, for people (`contacts 1051`, `data/x.csv line 3`).
+    pub record: String,
+    /// The action (by index), or `None` for the flow as a whole (its `when:`, its mapping).
+    pub action: Option<usize>,
+    /// The action's kind and destination, for people.
+    pub target: Option<String>,
+    /// What would happen.
+    #[serde(flatten)]
+    pub planned: Planned,
+}
+
+/// Where a plan's lines are collected while the flows are read and mapped.
+#[derive(Debug, Default)]
+pub struct PlanSink(std::sync::Mutex<Vec<PlanEntry>>);
+
+impl PlanSink {
+    /// Adds lines.
+    pub fn add(&self, entries: impl IntoIterator<Item = PlanEntry>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(entries);
+    }
+
+    /// The lines so far.
+    pub fn entries(&self) -> Vec<PlanEntry> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// One field of a planned update.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldChange {
+    /// The field.
+    pub field: String,
+    /// Its value in the target now (`None`: empty).
+    pub old: Option<String>,
+    /// The value it would get.
+    pub new: Option<String>,
+}
+
+/// Where a change-only write goes (see [`Action::change_target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeTarget {
+    /// Names the target record among this action's targets (`email:ann@example.com`).
+    pub key: String,
+    /// The mapped fields the write sends.
+    pub fields: Vec<String>,
+    /// Fields sent even when unchanged (the property the target is matched on).
+    pub keep: Vec<String>,
 }
 
 /// Why a source cannot be read (as opposed to one bad record, which is an [`Item::Bad`]).

@@ -28,6 +28,8 @@ impl Event for PageRecorded<'_> {
             delivered = self.counts.succeeded,
             failed = self.counts.failed,
             read_again = self.counts.skipped,
+            unchanged = self.counts.unchanged,
+            filtered = self.counts.filtered,
             "page recorded"
         );
         for (outcome, n) in [
@@ -35,6 +37,8 @@ impl Event for PageRecorded<'_> {
             ("delivered", self.counts.succeeded),
             ("failed", self.counts.failed),
             ("read_again", self.counts.skipped),
+            ("unchanged", self.counts.unchanged),
+            ("filtered", self.counts.filtered),
         ] {
             if n > 0 {
                 metrics
@@ -103,6 +107,8 @@ impl Event for RunFinished<'_> {
             status = self.status.as_str(),
             read = self.counts.read,
             succeeded = self.counts.succeeded,
+            unchanged = self.counts.unchanged,
+            filtered = self.counts.filtered,
             failed = self.counts.failed,
             read_again = self.counts.skipped,
             api_calls = self.counts.api_calls,

@@ -20,10 +20,11 @@ use crate::events::Event;
 use crate::record::{ActionOutcome, Item, Prepared, Record};
 use crate::state::{
     Commit, Counts, Cursor, FailedRecord, Fence, LedgerState, StateError, StateStore, UndoMark,
+    Written,
 };
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use rivulet_mapping::{Context, Mapping, OutputMode};
+use rivulet_mapping::{Condition, Context, Mapping, OutputMode};
 use rivulet_spec::model::{Dependencies, Flow};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -57,6 +58,14 @@ pub struct FlowRuntime {
     pub resend: Mutex<HashSet<(usize, String, String)>>,
     /// Where what happens is counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The flow's `when:`: records that do not meet it are filtered.
+    pub when: Option<Condition>,
+    /// Each action's `when:`, by index.
+    pub action_when: Vec<Option<Condition>>,
+    /// Change-only writes (`write: changed`, the default).
+    pub change_only: bool,
+    /// `rivulet plan`: instead of printing a dry run, each action says what it would do here.
+    pub plan: Option<Arc<crate::connector::PlanSink>>,
 }
 
 /// A page handed to [`FlowRuntime::process`].
@@ -96,6 +105,9 @@ struct Live {
     steps: Vec<Step>,
     /// Failed while its actions prepared, before anything of it was written: (action, why).
     doomed: Option<(usize, String)>,
+    /// Actions that wrote it; actions that found it unchanged in their target.
+    wrote: u32,
+    unchanged: u32,
 }
 
 /// Where a record stands with one action.
@@ -109,6 +121,15 @@ enum Step {
     Failed(String),
     /// Not run: this prerequisite (an action index) did not succeed.
     Blocked(usize),
+    /// Not for this action: its `when:` does not hold for the record (no failure).
+    Skipped,
+}
+
+impl Step {
+    /// Whether actions that need this one may go on.
+    fn went_through(&self) -> bool {
+        matches!(self, Step::Done(_) | Step::Skipped)
+    }
 }
 
 /// The ledger key under which an action's preparation is announced before it may write (see
@@ -247,6 +268,39 @@ impl FlowRuntime {
             Vec::new()
         };
 
+        // The flow's `when:`: records that do not meet it are filtered (recorded as read, for
+        // the dedupe, never sent); one it cannot be evaluated on fails.
+        if let Some(when) = &self.when {
+            let mut kept = Vec::with_capacity(records.len());
+            for record in records {
+                match when.eval(&record.data, ctx) {
+                    Ok(true) => kept.push(record),
+                    Ok(false) => {
+                        counts.filtered += 1;
+                        if let Some(plan) = &self.plan {
+                            plan.add([crate::connector::PlanEntry {
+                                flow: flow.to_string(),
+                                record: record.origin.clone(),
+                                action: None,
+                                target: None,
+                                planned: crate::connector::Planned::Filtered,
+                            }]);
+                        }
+                    }
+                    Err(e) => failed.push(FailedRecord {
+                        key: record.key.clone(),
+                        version: record.version.clone(),
+                        origin: record.origin.clone(),
+                        action: None,
+                        error: e.to_string(),
+                        record: Some(record.data),
+                        sent: None,
+                    }),
+                }
+            }
+            records = kept;
+        }
+
         let needs = |mode| self.actions.iter().any(|a| a.output_mode() == mode);
         let (needs_wire, needs_native) = (needs(OutputMode::Wire), needs(OutputMode::Native));
         let mut live: Vec<Live> = Vec::with_capacity(records.len());
@@ -266,6 +320,8 @@ impl FlowRuntime {
                     native,
                     steps: vec![Step::Waiting; self.actions.len()],
                     doomed: None,
+                    wrote: 0,
+                    unchanged: 0,
                 }),
                 (Err(errors), _) | (_, Err(errors)) => failed.push(FailedRecord {
                     key: record.key.clone(),
@@ -354,11 +410,26 @@ impl FlowRuntime {
                 if l.doomed.is_some() {
                     continue;
                 }
-                match needs
-                    .iter()
-                    .find(|d| !matches!(l.steps[**d], Step::Done(_)))
-                {
-                    None => at.push(p),
+                match needs.iter().find(|d| !l.steps[**d].went_through()) {
+                    None => match self.action_when.get(index).and_then(Option::as_ref) {
+                        None => at.push(p),
+                        Some(when) => match when.eval(&l.record.data, ctx) {
+                            Ok(true) => at.push(p),
+                            Ok(false) => {
+                                l.steps[index] = Step::Skipped;
+                                if let Some(plan) = &self.plan {
+                                    plan.add([crate::connector::PlanEntry {
+                                        flow: flow.to_string(),
+                                        record: l.record.origin.clone(),
+                                        action: Some(index),
+                                        target: Some(action.destination()),
+                                        planned: crate::connector::Planned::Filtered,
+                                    }]);
+                                }
+                            }
+                            Err(e) => l.steps[index] = Step::Failed(e.to_string()),
+                        },
+                    },
                     Some(d) => {
                         l.steps[index] = Step::Blocked(*d);
                         blocked += 1;
@@ -379,7 +450,7 @@ impl FlowRuntime {
                 continue;
             }
             // What the actions it builds on made of each record (the deal's id for its items).
-            let links: Vec<Vec<Link>> = at
+            let mut links: Vec<Vec<Link>> = at
                 .iter()
                 .map(|p| {
                     plan[index]
@@ -392,6 +463,86 @@ impl FlowRuntime {
                         .collect()
                 })
                 .collect();
+            // Change-only writes: a record whose fields are as last written to its target costs
+            // no call; a changed one sends only what changed (and the key it is matched by).
+            let mut changes: Vec<Option<(String, Written)>> = vec![None; at.len()];
+            let mut full_fields: Vec<(usize, IndexMap<String, Value>)> = Vec::new();
+            if self.change_only && !self.dry_run {
+                let mode = action.output_mode();
+                let targets: Vec<Option<crate::connector::ChangeTarget>> = at
+                    .iter()
+                    .map(|p| {
+                        let prepared = Prepared {
+                            record: &live[*p].record,
+                            fields: live[*p].fields(mode),
+                        };
+                        action.change_target(&prepared, ctx)
+                    })
+                    .collect();
+                let keys: Vec<String> = targets.iter().flatten().map(|t| t.key.clone()).collect();
+                let stored = self.store.written(flow, index, &keys).await?;
+                let mut keep_at = Vec::with_capacity(at.len());
+                let mut keep_links = Vec::with_capacity(at.len());
+                let mut keep_changes = Vec::with_capacity(at.len());
+                for ((p, target), link) in at.iter().zip(targets).zip(links) {
+                    let Some(target) = target else {
+                        keep_at.push(*p);
+                        keep_links.push(link);
+                        keep_changes.push(None);
+                        continue;
+                    };
+                    let fields = live[*p].fields(mode);
+                    let now: std::collections::BTreeMap<String, String> = target
+                        .fields
+                        .iter()
+                        .filter_map(|k| fields.get(k).map(|v| (k.clone(), value_hash(v))))
+                        .collect();
+                    let before = stored.get(&target.key);
+                    let changed: Vec<&String> = now
+                        .iter()
+                        .filter(|(k, h)| before.is_none_or(|b| b.hashes.get(*k) != Some(*h)))
+                        .map(|(k, _)| k)
+                        .collect();
+                    if let Some(before) = before
+                        && changed.is_empty()
+                    {
+                        live[*p].unchanged += 1;
+                        live[*p].steps[index] = Step::Done(Link {
+                            action: self.flow.action_label(index),
+                            object: action.object(),
+                            ids: before.target_id.iter().cloned().collect(),
+                            new: false,
+                        });
+                        continue;
+                    }
+                    let mut written = before.cloned().unwrap_or_default();
+                    written.hashes.extend(now.clone());
+                    if before.is_some() {
+                        // Only what changed goes, with the key it is matched by.
+                        let reduced: IndexMap<String, Value> = fields
+                            .iter()
+                            .filter(|(k, _)| changed.contains(k) || target.keep.contains(k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        let slot = match mode {
+                            OutputMode::Wire => &mut live[*p].wire,
+                            OutputMode::Native => &mut live[*p].native,
+                        };
+                        if let Some(full) = slot.replace(reduced) {
+                            full_fields.push((*p, full));
+                        }
+                    }
+                    keep_at.push(*p);
+                    keep_links.push(link);
+                    keep_changes.push(Some((target.key, written)));
+                }
+                at = keep_at;
+                links = keep_links;
+                changes = keep_changes;
+            }
+            if at.is_empty() {
+                continue;
+            }
             let ledger_from = commit.ledger_done.len();
             let (answers, calls) = rivulet_http::count_calls(self.run_action(
                 index,
@@ -404,8 +555,23 @@ impl FlowRuntime {
                 &mut marks,
             ))
             .await;
+            for (p, full) in full_fields {
+                let mode = action.output_mode();
+                match mode {
+                    OutputMode::Wire => live[p].wire = Some(full),
+                    OutputMode::Native => live[p].native = Some(full),
+                }
+            }
             let answers = answers?;
             counts.api_calls += calls;
+            for ((outcome, _), change) in answers.iter().zip(changes) {
+                if let (ActionOutcome::Done { id }, Some((key, mut written))) = (outcome, change) {
+                    if let Some(id) = id.as_ref().filter(|id| !id.is_empty()) {
+                        written.target_id = Some(id.clone());
+                    }
+                    commit.written.push((index, key, written));
+                }
+            }
             if action.retry_safety() == RetrySafety::AtLeastOnceWithKey {
                 keyed.extend(
                     at.iter()
@@ -441,6 +607,9 @@ impl FlowRuntime {
                 .emit(&self.metrics);
             }
             for (p, (outcome, new)) in at.iter().zip(answers) {
+                if outcome.is_done() {
+                    live[*p].wrote += 1;
+                }
                 live[*p].steps[index] = match outcome {
                     ActionOutcome::Done { id } => Step::Done(Link {
                         action: self.flow.action_label(index),
@@ -491,8 +660,32 @@ impl FlowRuntime {
             }
         }
         let live = still;
-        counts.succeeded += live.len() as u64;
+        // A record no action wrote: filtered when every action's `when:` kept it out, unchanged
+        // when its targets already held it.
+        for l in &live {
+            if l.wrote > 0 {
+                counts.succeeded += 1;
+            } else if l.unchanged > 0 {
+                counts.unchanged += 1;
+            } else if l.steps.iter().all(|s| matches!(s, Step::Skipped)) {
+                counts.filtered += 1;
+            } else {
+                counts.succeeded += 1;
+            }
+        }
         counts.failed += failed.len() as u64;
+        if let (true, Some(plan)) = (self.dry_run, &self.plan) {
+            plan.add(failed.iter().map(|f| crate::connector::PlanEntry {
+                flow: flow.to_string(),
+                record: f.origin.clone(),
+                action: f.action,
+                target: None,
+                planned: crate::connector::Planned::WouldFail {
+                    reason: rivulet_http::secrets::scrub(&f.error).into_owned(),
+                },
+            }));
+            return Ok(counts);
+        }
         if self.dry_run {
             for f in &failed {
                 let line = serde_json::json!({
@@ -586,14 +779,16 @@ impl FlowRuntime {
     /// error), then the other failures, and the actions with declared prerequisites that were
     /// not run because of them. `None` when every action took it.
     fn explain(&self, steps: &[Step], plan: &[Dependencies]) -> Option<(usize, String)> {
-        let first = steps.iter().position(|s| !matches!(s, Step::Done(_)))?;
+        let first = steps.iter().position(|s| !s.went_through())?;
         let mut text = match &steps[first] {
             Step::Failed(message) => message.clone(),
             Step::Blocked(d) => format!(
                 "not run: its prerequisite {} did not succeed",
                 self.flow.action_label(*d)
             ),
-            Step::Waiting | Step::Done(_) => "internal: the record was never written".into(),
+            Step::Waiting | Step::Done(_) | Step::Skipped => {
+                "internal: the record was never written".into()
+            }
         };
         for (j, step) in steps.iter().enumerate().skip(first + 1) {
             match step {
@@ -638,6 +833,23 @@ impl FlowRuntime {
     ) -> Result<Vec<(ActionOutcome, bool)>, StateError> {
         let mode = action.output_mode();
         let prepared = prepare_batch(live, at, mode);
+        if let (true, Some(plan)) = (self.dry_run, &self.plan) {
+            let planned = action.plan(&prepared, ctx).await;
+            let target = action.destination();
+            plan.add(prepared.iter().zip(planned).map(|(p, planned)| {
+                crate::connector::PlanEntry {
+                    flow: self.name().to_string(),
+                    record: p.record.origin.clone(),
+                    action: Some(index),
+                    target: Some(target.clone()),
+                    planned,
+                }
+            }));
+            return Ok(vec![
+                (ActionOutcome::Done { id: None }, false);
+                prepared.len()
+            ]);
+        }
         if self.dry_run {
             for p in &prepared {
                 let line = serde_json::json!({
@@ -896,4 +1108,11 @@ impl FlowRuntime {
             record: Some(l.record.data),
         }
     }
+}
+
+/// A stable hash of a written value (change-only writes compare these across runs).
+fn value_hash(v: &Value) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(v.to_string().as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -455,6 +455,7 @@ async fn sink_per_record_with_outcomes_and_idempotency_keys() {
         path: "/customers".into(),
         batch_size: None,
         backoff: Default::default(),
+        when: None,
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-a").unwrap();
     let recs = [
@@ -503,6 +504,7 @@ async fn sink_templated_path_fails_only_the_record_it_cannot_render() {
         path: "/customers/{{record.id}}".into(),
         batch_size: None,
         backoff: Default::default(),
+        when: None,
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-b").unwrap();
     let recs = [
@@ -554,6 +556,7 @@ async fn sink_batches_as_json_arrays() {
         path: "/batch".into(),
         batch_size: Some(2),
         backoff: Default::default(),
+        when: None,
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-c").unwrap();
     let recs: Vec<Record> = (1..=3)
@@ -604,6 +607,7 @@ async fn an_unreachable_server_makes_records_wait_without_leaking_urls() {
         path: "/customers".into(),
         batch_size: None,
         backoff: Default::default(),
+        when: None,
     };
     let w = HttpWriter::new(&cfg, c.clone(), "f").unwrap();
     let rec = record("r1", json!({}));

@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use rivulet_http::{Clock, ManualClock, SharedClock};
 use rivulet_runtime::state::{
     self, Commit, Counts, Cursor, FailedRecord, FailureFilter, FailureStatus, Fence, Holder,
-    LedgerEntry, LedgerState, PostgresStore, RunStatus, StateError, StateStore, UndoMark,
+    LedgerEntry, LedgerState, PostgresStore, RunStatus, StateError, StateStore, UndoMark, Written,
 };
 use serde_json::json;
 
@@ -283,6 +283,16 @@ fn pairs(keys: &[&str], version: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+fn written(hashes: &[(&str, &str)], target_id: Option<&str>) -> Written {
+    Written {
+        hashes: hashes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        target_id: target_id.map(str::to_string),
+    }
+}
+
 fn strings(keys: &[&str]) -> Vec<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
@@ -317,7 +327,22 @@ async fn a_commit_is_all_or_nothing_and_survives_reopening(place: Place) {
                         failed: 1,
                         skipped: 0,
                         api_calls: 3,
+                        filtered: 4,
+                        unchanged: 5,
                     },
+                    written: vec![
+                        (
+                            0,
+                            "email:a@example.com".into(),
+                            written(&[("city", "h1")], None),
+                        ),
+                        // A repeat in one page: the last wins.
+                        (
+                            0,
+                            "email:a@example.com".into(),
+                            written(&[("city", "h2")], Some("77")),
+                        ),
+                    ],
                     ..Commit::default()
                 },
             )
@@ -360,7 +385,14 @@ async fn a_commit_is_all_or_nothing_and_survives_reopening(place: Place) {
                 failed: 1,
                 skipped: 1,
                 api_calls: 9,
+                filtered: 1,
+                unchanged: 1,
             },
+            written: vec![(
+                0,
+                "email:b@example.com".into(),
+                written(&[("city", "x")], None),
+            )],
         };
         let e = store.commit("f", &everything).await.unwrap_err();
         assert!(
@@ -397,9 +429,22 @@ async fn a_commit_is_all_or_nothing_and_survives_reopening(place: Place) {
             succeeded: 1,
             failed: 1,
             skipped: 0,
-            api_calls: 3
+            api_calls: 3,
+            filtered: 4,
+            unchanged: 5,
         }
     );
+    // What was written is there (the last of repeats); the fenced page's is not.
+    let keys = strings(&["email:a@example.com", "email:b@example.com"]);
+    let found = store.written("f", 0, &keys).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found["email:a@example.com"],
+        written(&[("city", "h2")], Some("77"))
+    );
+    assert!(store.written("f", 1, &keys).await.unwrap().is_empty());
+    assert_eq!(store.forget_written("f").await.unwrap(), 1);
+    assert!(store.written("f", 0, &keys).await.unwrap().is_empty());
     assert_eq!(runs[0].status, RunStatus::Running);
     assert_eq!(runs[0].started_at, "2026-01-01T00:00:00.000Z");
     let failures = store
@@ -1197,6 +1242,7 @@ async fn runs_are_listed_newest_first_with_their_counts(place: Place) {
                         failed: 1,
                         skipped: 1,
                         api_calls: calls,
+                        ..Counts::default()
                     },
                     ..Commit::default()
                 },
@@ -1241,7 +1287,8 @@ async fn runs_are_listed_newest_first_with_their_counts(place: Place) {
             succeeded: 16,
             failed: 2,
             skipped: 2,
-            api_calls: 9
+            api_calls: 9,
+            ..Counts::default()
         }
     );
     let waiting = store.run(second).await.unwrap().unwrap();

@@ -40,6 +40,10 @@ pub struct TestCase {
     /// Mapping must fail with a field error containing this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_error: Option<String>,
+    /// The flow's `when:` must keep this record out (`true`), or let it through (`false`, what
+    /// `expect` and `expect_error` imply anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_filtered: Option<bool>,
     /// The mapped record has exactly the fields in `expect`, no others.
     #[serde(default)]
     pub exact: bool,
@@ -73,6 +77,8 @@ pub enum Check {
     Fields(Map<String, Value>),
     /// A field error containing this text.
     Error(String),
+    /// The flow's `when:` keeps the record out.
+    Filtered,
 }
 
 /// A test ready to run.
@@ -235,7 +241,17 @@ fn read_case(
             Some("name the test: it is how reports refer to it"),
         );
     }
+    let filtered = case.expect_filtered == Some(true);
+    if filtered && (case.expect.is_some() || case.expect_error.is_some()) {
+        error(
+            item.locate(&[Step::Key("expect_filtered".into())]),
+            "invalid_value",
+            "`expect_filtered: true` excludes `expect` and `expect_error`",
+            Some("a filtered record is never mapped"),
+        );
+    }
     let check = match (case.expect, case.expect_error) {
+        _ if filtered => Some(Check::Filtered),
         (Some(fields), None) => Some(Check::Fields(fields)),
         (None, Some(text)) if text.trim().is_empty() => {
             error(
@@ -270,7 +286,7 @@ fn read_case(
             error(
                 item.pos,
                 "missing_key",
-                "a test needs `expect` or `expect_error`",
+                "a test needs `expect`, `expect_error` or `expect_filtered: true`",
                 None,
             );
             None

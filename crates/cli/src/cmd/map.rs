@@ -99,6 +99,8 @@ pub(crate) struct LoadedFlow {
     pub mapping: Mapping,
     /// Wire when the flow writes to HubSpot, else native.
     pub default_mode: OutputMode,
+    /// The flow's `when:`, when it has one: records that do not meet it are filtered.
+    pub when: Option<rivulet_mapping::Condition>,
 }
 
 /// Validates the flow file `path` (with the connections beside it) and compiles its mapping;
@@ -117,6 +119,12 @@ pub(crate) fn load_flow(path: &Path) -> anyhow::Result<Result<LoadedFlow, Box<Va
             return Ok(Ok(LoadedFlow {
                 name: checked.flow.name.clone(),
                 mapping: mapping.clone(),
+                // Validated just now, so it compiles.
+                when: checked
+                    .flow
+                    .when
+                    .as_deref()
+                    .and_then(|w| rivulet_mapping::Condition::compile(w).ok()),
                 default_mode: if checked
                     .flow
                     .actions
@@ -247,6 +255,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut out = Output {
         stdout: std::io::stdout().lock(),
+        when: flow.when.clone(),
         pretty: args.pretty,
         failed: 0,
         closed: false,
@@ -287,6 +296,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 struct Output<W: Write> {
     stdout: W,
+    /// The flow's `when:`: a record it keeps out is said so on stderr, and not mapped.
+    when: Option<rivulet_mapping::Condition>,
     pretty: bool,
     failed: usize,
     /// stdout was closed (`| head`): stop quietly.
@@ -321,6 +332,20 @@ impl<W: Write> Output<W> {
                 return Ok(());
             }
         };
+        if let Some(when) = &self.when {
+            match when.eval(&record, ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    eprintln!("{at}: filtered by the flow's `when:` (not mapped, never sent)");
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.failed += 1;
+                    eprintln!("{at}: {e}");
+                    return Ok(());
+                }
+            }
+        }
         match mapping.apply(&record, ctx, mode) {
             Ok(fields) => {
                 let object: serde_json::Map<String, Value> = fields.into_iter().collect();

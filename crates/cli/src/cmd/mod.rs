@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod failures;
 pub mod init;
 pub mod map;
+pub mod plan;
 pub mod replay;
 pub mod run;
 pub mod runners;

@@ -432,6 +432,8 @@ fn summary_json(summary: &runner::Summary, redirected: &[String]) -> serde_json:
             "delivered": f.counts.succeeded,
             "failed": f.counts.failed,
             "read_again": f.counts.skipped,
+            "unchanged": f.counts.unchanged,
+            "filtered": f.counts.filtered,
             "api_calls": f.counts.api_calls,
             "errors": f.errors.iter().map(|e| scrub(e)).collect::<Vec<_>>(),
             "gave_up_waiting": f.waiting.as_deref().map(scrub),
@@ -447,14 +449,21 @@ fn print_summary(
     redirected: &[String],
 ) {
     println!(
-        "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
-        "flow", "runs", "read", "succeeded", "failed", "again"
+        "{:<28} {:>5} {:>8} {:>10} {:>9} {:>8} {:>7} {:>6}",
+        "flow", "runs", "read", "delivered", "unchanged", "filtered", "failed", "again"
     );
     let scrub = |t: &str| rivulet_http::secrets::scrub(t).into_owned();
     for (name, f) in &summary.flows {
         println!(
-            "{:<28} {:>5} {:>8} {:>10} {:>7} {:>8}",
-            name, f.runs, f.counts.read, f.counts.succeeded, f.counts.failed, f.counts.skipped
+            "{:<28} {:>5} {:>8} {:>10} {:>9} {:>8} {:>7} {:>6}",
+            name,
+            f.runs,
+            f.counts.read,
+            f.counts.succeeded,
+            f.counts.unchanged,
+            f.counts.filtered,
+            f.counts.failed,
+            f.counts.skipped
         );
         for e in &f.errors {
             println!("  error: {}", scrub(e));

@@ -60,6 +60,8 @@ fn run_json(r: &RunRow) -> serde_json::Value {
         "delivered": r.counts.succeeded,
         "failed": r.counts.failed,
         "read_again": r.counts.skipped,
+        "unchanged": r.counts.unchanged,
+        "filtered": r.counts.filtered,
         "api_calls": r.counts.api_calls,
         "error": r.error.as_deref().map(rivulet_http::secrets::scrub),
     })
@@ -95,8 +97,19 @@ async fn list(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:>6}  {:<26} {:<20} {:>8}  {:<11} {:>7} {:>9} {:>6} {:>7} {:>6}",
-        "run", "flow", "started", "took", "status", "read", "delivered", "failed", "again", "calls"
+        "{:>6}  {:<26} {:<20} {:>8}  {:<11} {:>7} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6}",
+        "run",
+        "flow",
+        "started",
+        "took",
+        "status",
+        "read",
+        "delivered",
+        "unchanged",
+        "filtered",
+        "failed",
+        "again",
+        "calls"
     );
     for r in &runs {
         let started = r
@@ -105,7 +118,7 @@ async fn list(
             .unwrap_or(&r.started_at)
             .replace('T', " ");
         println!(
-            "{:>6}  {:<26} {:<20} {:>8}  {:<11} {:>7} {:>9} {:>6} {:>7} {:>6}",
+            "{:>6}  {:<26} {:<20} {:>8}  {:<11} {:>7} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6}",
             r.id,
             crate::render::printable(&r.flow),
             started,
@@ -113,6 +126,8 @@ async fn list(
             r.status.as_str(),
             r.counts.read,
             r.counts.succeeded,
+            r.counts.unchanged,
+            r.counts.filtered,
             r.counts.failed,
             r.counts.skipped,
             r.counts.api_calls,
@@ -162,9 +177,11 @@ async fn show(run_id: i64, state: &StateArgs, format: Format) -> anyhow::Result<
         duration(&run.started_at, run.finished_at.as_deref())
     );
     println!(
-        "  read {}, delivered {}, failed {}, read again {}, API calls {}",
+        "  read {}, delivered {}, unchanged {}, filtered {}, failed {}, read again {}, API calls {}",
         run.counts.read,
         run.counts.succeeded,
+        run.counts.unchanged,
+        run.counts.filtered,
         run.counts.failed,
         run.counts.skipped,
         run.counts.api_calls

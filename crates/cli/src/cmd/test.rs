@@ -302,6 +302,41 @@ fn run_file(file: &Path) -> anyhow::Result<Vec<Outcome>> {
         };
         let now = case.now.unwrap_or(default_now);
         let ctx = Context::new(&flow.name, "test", now);
+        // The flow's `when:` first, as a run applies it.
+        let kept = match &flow.when {
+            None => Ok(true),
+            Some(when) => when.eval(&case.input, &ctx),
+        };
+        match (&kept, &case.check) {
+            (Ok(false), Check::Filtered) => {
+                o.passed = true;
+                outcomes.push(o);
+                continue;
+            }
+            (Ok(true), Check::Filtered) => {
+                o.errors.push(
+                    "expected the flow's `when:` to filter the record out, but it lets it through"
+                        .into(),
+                );
+                outcomes.push(o);
+                continue;
+            }
+            (Ok(false), _) => {
+                o.errors.push(format!(
+                    "the flow's `when:` filters this record out (it would never be mapped): {}",
+                    flow.when.as_ref().map(|w| w.text()).unwrap_or_default()
+                ));
+                outcomes.push(o);
+                continue;
+            }
+            (Err(e), _) => {
+                o.errors
+                    .push(format!("the flow's `when:` fails on this record: {e}"));
+                outcomes.push(o);
+                continue;
+            }
+            (Ok(true), _) => {}
+        }
         match (flow.mapping.apply(&case.input, &ctx, mode), &case.check) {
             (Ok(fields), Check::Fields(expected)) => {
                 let got: serde_json::Map<String, Value> = fields.into_iter().collect();
@@ -337,6 +372,8 @@ fn run_file(file: &Path) -> anyhow::Result<Vec<Outcome>> {
                 o.errors.push("the record failed to map:".into());
                 o.errors.extend(errors.iter().map(ToString::to_string));
             }
+            // Decided before mapping.
+            (_, Check::Filtered) => {}
         }
         outcomes.push(o);
     }

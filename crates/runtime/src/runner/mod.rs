@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub fence: Option<Fence>,
     /// Whether that lease is still surely held; checked before every write.
     pub guard: Option<crate::lease::LeaseGuard>,
+    /// `rivulet plan`: with `dry_run`, collect what each action would do instead of printing.
+    pub plan: Option<Arc<crate::connector::PlanSink>>,
     /// The runs under way, shared with whoever may have to mark them interrupted.
     pub runs: Runs,
     /// Where what happens is counted (`/metrics`, `/readyz`).
@@ -100,6 +102,7 @@ impl Default for RunOptions {
             clock: rivulet_http::clock::system(),
             fence: None,
             guard: None,
+            plan: None,
             runs: Runs::default(),
             metrics: Arc::new(Metrics::new()),
             sharing: None,
@@ -434,6 +437,25 @@ pub(crate) fn build_flow(
         .map(|a| connectors::build_action(a, &cx))
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?;
+    // Validated already; compiled again here, where the runtime keeps them.
+    let condition = |text: &str| {
+        rivulet_mapping::Condition::compile(text).map_err(|errors| {
+            err(format!(
+                "`when`: {}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })
+    };
+    let when = flow.when.as_deref().map(condition).transpose()?;
+    let action_when = flow
+        .actions
+        .iter()
+        .map(|a| a.when().map(condition).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(FlowRuntime {
         flow: flow.clone(),
         base_dir,
@@ -445,6 +467,10 @@ pub(crate) fn build_flow(
         guard: Mutex::new(options.guard.clone()),
         resend: Default::default(),
         metrics: Arc::clone(&options.metrics),
+        when,
+        action_when,
+        change_only: flow.write == rivulet_spec::model::WriteMode::Changed,
+        plan: options.plan.clone(),
     })
 }
 

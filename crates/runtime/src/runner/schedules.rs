@@ -20,8 +20,9 @@ use rivulet_spec::schedule::{self, Timing};
 use std::sync::Arc;
 use tracing::Instrument;
 
-/// Items per page of a scheduled source (HubSpot's batch size).
-const PAGE: usize = 100;
+/// Items per page of a scheduled source: five of HubSpot's batches, so the batch calls of one
+/// page fill a connection's default `concurrent_batches` at once.
+const PAGE: usize = 500;
 
 /// Tick, read, repeat.
 pub(super) async fn scheduled(flow: Arc<FlowRuntime>, mut shared: Shared) {

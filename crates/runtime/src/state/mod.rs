@@ -250,6 +250,10 @@ pub struct Counts {
     pub skipped: u64,
     /// Calls the run's actions made to their systems (HTTP requests, retries included).
     pub api_calls: u64,
+    /// Records a `when:` condition kept out (never sent, never a failure).
+    pub filtered: u64,
+    /// Records whose mapped properties were already in the target as last written: no call.
+    pub unchanged: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -259,6 +263,8 @@ impl std::ops::AddAssign for Counts {
         self.failed += o.failed;
         self.skipped += o.skipped;
         self.api_calls += o.api_calls;
+        self.filtered += o.filtered;
+        self.unchanged += o.unchanged;
     }
 }
 
@@ -419,9 +425,23 @@ pub struct Fence {
     pub token: i64,
 }
 
+/// What an action last wrote to one target record (change-only writes): a hash of each
+/// property's value as sent, and the target's id when it said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Written {
+    /// Property name → hash of the value last written.
+    pub hashes: std::collections::BTreeMap<String, String>,
+    /// The target's id (a HubSpot id), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
+}
+
 /// Everything one page changes, applied atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
+    /// What each action wrote to each target, by (action, target key): committed with the
+    /// outcomes so a crash never leaves a hash for a write that was not recorded.
+    pub written: Vec<(usize, String, Written)>,
     /// The run the page belongs to.
     pub run_id: i64,
     /// The lease the page was processed under; the commit is refused unless it still holds.
@@ -470,6 +490,15 @@ pub trait StateStore: Send + Sync {
     ) -> Result<HashSet<(String, String)>, StateError>;
     /// Forgets dedupe keys whose timestamp is older than `before_ms`.
     async fn prune_delivered(&self, flow: &str, before_ms: i64) -> Result<u64, StateError>;
+    /// What `flow`'s action `action` last wrote to these targets (one lookup).
+    async fn written(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<HashMap<String, Written>, StateError>;
+    /// Forgets what `flow` wrote (its change-only hashes): its next writes send everything.
+    async fn forget_written(&self, flow: &str) -> Result<u64, StateError>;
     /// Forgets dedupe keys whose timestamp is `since_ms` or later: after a cursor reset those
     /// records are delivered again, as the operator asked.
     async fn forget_delivered(&self, flow: &str, since_ms: i64) -> Result<u64, StateError>;

@@ -30,6 +30,7 @@
 use super::{
     Commit, Counts, Cursor, FailedRecord, FailureFilter, FailureStatus, Holder, Lease, LedgerEntry,
     LedgerState, RunRow, RunStatus, StateError, StateStore, StoredCursor, StoredFailure, UndoMark,
+    Written,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -43,7 +44,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 /// Migrations, in order; the index + 1 is the schema version (PostgreSQL's own numbering).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE cursors (
     flow TEXT PRIMARY KEY,
     identity TEXT NOT NULL,
@@ -114,7 +116,21 @@ CREATE TABLE leases (
     token BIGINT NOT NULL,
     expires_ms BIGINT NOT NULL
 );
-"#];
+"#,
+    // Change-only writes and `when:` filters.
+    r#"
+ALTER TABLE runs ADD COLUMN filtered BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN unchanged BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE written (
+    flow TEXT NOT NULL,
+    action BIGINT NOT NULL,
+    target_key TEXT NOT NULL,
+    hashes TEXT NOT NULL,
+    target_id TEXT,
+    PRIMARY KEY (flow, action, target_key)
+);
+"#,
+];
 
 /// The pool's size unless the URL says `pool_size=N`.
 const DEFAULT_POOL_SIZE: usize = 4;
@@ -507,7 +523,7 @@ fn lease_row(r: &Row) -> Result<Lease, Failure> {
     })
 }
 
-const RUN_COLUMNS: &str = "id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error, api_calls";
+const RUN_COLUMNS: &str = "id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error, api_calls, filtered, unchanged";
 
 fn run_row(r: &Row) -> Result<RunRow, Failure> {
     let status: String = r.try_get(4)?;
@@ -525,6 +541,8 @@ fn run_row(r: &Row) -> Result<RunRow, Failure> {
             failed: count(7)?,
             skipped: count(8)?,
             api_calls: count(10)?,
+            filtered: count(11)?,
+            unchanged: count(12)?,
         },
         error: r.try_get(9)?,
     })
@@ -748,6 +766,60 @@ impl StateStore for PostgresStore {
                     ))
                 })
                 .collect::<Result<HashMap<_, _>, Failure>>()
+        })
+        .await
+    }
+
+    async fn written(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<HashMap<String, Written>, StateError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let action = action as i64;
+        self.guard(async {
+            let c = self.pool.get().await?;
+            let rows = c
+                .query_typed(
+                    "SELECT w.target_key, w.hashes, w.target_id FROM unnest($3::text[]) AS k(target_key)
+                     JOIN written AS w ON w.flow = $1 AND w.action = $2 AND w.target_key = k.target_key",
+                    &[
+                        (&flow, Type::TEXT),
+                        (&action, Type::INT8),
+                        (&keys, Type::TEXT_ARRAY),
+                    ],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let hashes: String = r.try_get(1)?;
+                    Ok((
+                        r.try_get::<_, String>(0)?,
+                        Written {
+                            hashes: serde_json::from_str(&hashes)
+                                .map_err(|e| corrupt(format!("a stored write hash: {e}")))?,
+                            target_id: r.try_get(2)?,
+                        },
+                    ))
+                })
+                .collect::<Result<HashMap<_, _>, Failure>>()
+        })
+        .await
+    }
+
+    async fn forget_written(&self, flow: &str) -> Result<u64, StateError> {
+        self.guard(async {
+            let c = self.pool.get().await?;
+            Ok::<_, Failure>(
+                c.execute_typed(
+                    "DELETE FROM written WHERE flow = $1",
+                    &[(&flow, Type::TEXT)],
+                )
+                .await?,
+            )
         })
         .await
     }
@@ -1311,6 +1383,39 @@ async fn apply(
         )
         .await?;
     }
+    if !commit.written.is_empty() {
+        // One row per target: the last of repeats wins, as one by one would.
+        let mut last: HashMap<(usize, &str), &Written> = HashMap::new();
+        for (action, key, written) in &commit.written {
+            last.insert((*action, key.as_str()), written);
+        }
+        let mut actions = Vec::with_capacity(last.len());
+        let mut keys = Vec::with_capacity(last.len());
+        let mut hashes = Vec::with_capacity(last.len());
+        let mut ids: Vec<Option<&str>> = Vec::with_capacity(last.len());
+        for ((action, key), written) in last {
+            actions.push(action as i64);
+            keys.push(key);
+            hashes
+                .push(serde_json::to_string(&written.hashes).map_err(|e| corrupt(e.to_string()))?);
+            ids.push(written.target_id.as_deref());
+        }
+        tx.execute_typed(
+            "INSERT INTO written (flow, action, target_key, hashes, target_id)
+             SELECT $1, k.action, k.target_key, k.hashes, k.target_id
+             FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[]) AS k(action, target_key, hashes, target_id)
+             ON CONFLICT (flow, action, target_key) DO UPDATE SET hashes = excluded.hashes,
+               target_id = coalesce(excluded.target_id, written.target_id)",
+            &[
+                (&flow, Type::TEXT),
+                (&actions, Type::INT8_ARRAY),
+                (&keys, Type::TEXT_ARRAY),
+                (&hashes, Type::TEXT_ARRAY),
+                (&ids, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?;
+    }
     if commit.clear_undo_marks {
         tx.execute_typed(
             "DELETE FROM undo_marks WHERE flow = $1",
@@ -1338,6 +1443,8 @@ async fn apply(
             n.failed as i64,
             n.skipped as i64,
             n.api_calls as i64,
+            n.filtered as i64,
+            n.unchanged as i64,
         ];
         let params: Vec<(&(dyn ToSql + Sync), Type)> =
             std::iter::once((&commit.run_id as &(dyn ToSql + Sync), Type::INT8))
@@ -1349,7 +1456,8 @@ async fn apply(
                 .collect();
         tx.execute_typed(
             "UPDATE runs SET read_count = read_count + $2, succeeded = succeeded + $3, failed = failed + $4,
-               skipped = skipped + $5, api_calls = api_calls + $6 WHERE id = $1",
+               skipped = skipped + $5, api_calls = api_calls + $6, filtered = filtered + $7,
+               unchanged = unchanged + $8 WHERE id = $1",
             &params,
         )
         .await?;

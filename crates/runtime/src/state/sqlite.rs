@@ -5,6 +5,7 @@
 use super::{
     Commit, Counts, Cursor, FailedRecord, FailureFilter, FailureStatus, Holder, Lease, LedgerEntry,
     LedgerState, RunRow, RunStatus, StateError, StateStore, StoredCursor, StoredFailure, UndoMark,
+    Written,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -108,6 +109,19 @@ CREATE INDEX failed_by_key ON failed_records (flow, record_key, status);
 ALTER TABLE failed_records ADD COLUMN sent TEXT;
 ALTER TABLE runs ADD COLUMN api_calls INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX failed_by_run ON failed_records (run_id);
+"#,
+    // Change-only writes and `when:` filters.
+    r#"
+ALTER TABLE runs ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN unchanged INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE written (
+    flow TEXT NOT NULL,
+    action INTEGER NOT NULL,
+    target_key TEXT NOT NULL,
+    hashes TEXT NOT NULL,
+    target_id TEXT,
+    PRIMARY KEY (flow, action, target_key)
+);
 "#,
 ];
 
@@ -481,6 +495,47 @@ impl StateStore for SqliteStore {
                 ))
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn written(
+        &self,
+        flow: &str,
+        action: usize,
+        keys: &[String],
+    ) -> Result<HashMap<String, Written>, StateError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let flow = flow.to_string();
+        let wanted = serde_json::to_string(keys).map_err(|e| StateError::Backend(e.to_string()))?;
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT w.target_key, w.hashes, w.target_id FROM json_each(?3) AS k
+                 CROSS JOIN written AS w ON w.flow = ?1 AND w.action = ?2 AND w.target_key = k.value",
+            )?;
+            let rows = stmt.query_map(params![flow, action as i64, wanted], |r| {
+                let hashes: String = r.get(1)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Written {
+                        hashes: serde_json::from_str(&hashes)
+                            .map_err(|e| conversion(format!("a stored write hash: {e}")))?,
+                        target_id: r.get(2)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn forget_written(&self, flow: &str) -> Result<u64, StateError> {
+        let flow = flow.to_string();
+        self.with(move |c| {
+            c.execute("DELETE FROM written WHERE flow = ?1", [flow])
+                .map(|n| n as u64)
         })
         .await
     }
@@ -894,6 +949,22 @@ fn apply(
         for (action, key) in &commit.ledger_clear {
             stmt.execute(params![flow, *action as i64, key])?;
         }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO written (flow, action, target_key, hashes, target_id) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (flow, action, target_key) DO UPDATE SET hashes = excluded.hashes,
+               target_id = coalesce(excluded.target_id, written.target_id)",
+        )?;
+        for (action, key, written) in &commit.written {
+            let hashes =
+                serde_json::to_string(&written.hashes).map_err(|e| conversion(e.to_string()))?;
+            stmt.execute(params![
+                flow,
+                *action as i64,
+                key,
+                hashes,
+                written.target_id
+            ])?;
+        }
     }
     if commit.clear_undo_marks {
         tx.execute("DELETE FROM undo_marks WHERE flow = ?1", [flow])?;
@@ -904,15 +975,15 @@ fn apply(
     let n = commit.counts;
     if n != Counts::default() {
         tx.execute(
-            "UPDATE runs SET read_count = read_count + ?2, succeeded = succeeded + ?3, failed = failed + ?4, skipped = skipped + ?5, api_calls = api_calls + ?6 WHERE id = ?1",
-            params![commit.run_id, n.read as i64, n.succeeded as i64, n.failed as i64, n.skipped as i64, n.api_calls as i64],
+            "UPDATE runs SET read_count = read_count + ?2, succeeded = succeeded + ?3, failed = failed + ?4, skipped = skipped + ?5, api_calls = api_calls + ?6, filtered = filtered + ?7, unchanged = unchanged + ?8 WHERE id = ?1",
+            params![commit.run_id, n.read as i64, n.succeeded as i64, n.failed as i64, n.skipped as i64, n.api_calls as i64, n.filtered as i64, n.unchanged as i64],
         )?;
     }
     tx.commit()?;
     Ok(None)
 }
 
-const RUN_COLUMNS: &str = "id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error, api_calls";
+const RUN_COLUMNS: &str = "id, flow, started_at, finished_at, status, read_count, succeeded, failed, skipped, error, api_calls, filtered, unchanged";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -927,6 +998,8 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
             failed: r.get::<_, i64>(7)? as u64,
             skipped: r.get::<_, i64>(8)? as u64,
             api_calls: r.get::<_, i64>(10)? as u64,
+            filtered: r.get::<_, i64>(11)? as u64,
+            unchanged: r.get::<_, i64>(12)? as u64,
         },
         error: r.get(9)?,
     })
@@ -1016,6 +1089,7 @@ mod tests {
                             failed: 1,
                             skipped: 0,
                             api_calls: 3,
+                            ..Counts::default()
                         },
                         ..Commit::default()
                     },
@@ -1047,6 +1121,7 @@ mod tests {
                 failed: 1,
                 skipped: 0,
                 api_calls: 3,
+                ..Counts::default()
             }
         );
         assert_eq!(runs[0].status, RunStatus::Running);

@@ -165,6 +165,13 @@ pub struct HttpSink {
     /// the same records again (default: from 1s, doubling up to 5m).
     #[serde(default, skip_serializing_if = "Backoff::is_default")]
     pub backoff: Backoff,
+    /// Only records for which this condition holds go through this action (the others skip
+    /// it; that is no failure): a JSONPath predicate (`$.properties.email`,
+    /// `$[?(@.amount > 100)]`: holds when it selects a value other than `null` or `false`) or a
+    /// template rendering `true` or `false` (`{{eq record.status "active"}}`), over the source
+    /// record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
 }
 
 /// HTTP methods for writing.

@@ -38,13 +38,44 @@ pub struct Flow {
     /// Where a scheduled flow reads its records from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// Only records for which this condition holds go through the flow; the others are
+    /// `filtered`: counted apart, never sent, never a failure. A JSONPath predicate
+    /// (`$.properties.email`, `$[?(@.properties.lifecyclestage == 'customer')]`: holds when it
+    /// selects a value other than `null` or `false`) or a template rendering `true` or `false`
+    /// (`{{eq record.properties.lifecyclestage "customer"}}`), over the source record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
     /// Target fields, each a template string (`"{{record.email}}"`) or a detailed spec with a
     /// `path`, `template` or `value`, a `type` and options.
     #[serde(default)]
     pub mapping: MappingSpec,
+    /// `changed` (the default): a HubSpot update or upsert whose mapped properties are as
+    /// last written to that record costs no call (counted `unchanged`), and a changed one
+    /// sends only the properties that changed. `always`: write every record every time (when
+    /// HubSpot's records are also edited elsewhere and must be set back).
+    #[serde(default, skip_serializing_if = "WriteMode::is_default")]
+    pub write: WriteMode,
     /// What to do with each mapped record, in order.
     #[schemars(length(min = 1))]
     pub actions: Vec<Action>,
+}
+
+/// When a flow's writes are made (see `Flow::write`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// Only what changed since it was last written.
+    #[default]
+    Changed,
+    /// Every record, every time.
+    Always,
+}
+
+impl WriteMode {
+    /// Whether this is the default (left out when a flow is written back).
+    pub fn is_default(&self) -> bool {
+        *self == WriteMode::Changed
+    }
 }
 
 /// A trigger: poll a system for new or changed records.
@@ -219,6 +250,15 @@ impl Action {
             Action::Hubspot(a) => a.backoff,
             Action::File(a) => a.backoff,
             Action::Http(a) => a.backoff,
+        }
+    }
+
+    /// Its `when:` condition, if it has one.
+    pub fn when(&self) -> Option<&str> {
+        match self {
+            Action::Hubspot(a) => a.when.as_deref(),
+            Action::File(a) => a.when.as_deref(),
+            Action::Http(a) => a.when.as_deref(),
         }
     }
 

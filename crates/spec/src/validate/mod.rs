@@ -7,6 +7,8 @@
 //! [`crate::connectors`] and use the [`Checker`] to report with positions. Then across files:
 //! duplicate names and the daily API budget of each connection.
 
+mod shape;
+
 use crate::connectors;
 use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 use crate::env;
@@ -726,6 +728,41 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
     }
 
     let mapping = check_mapping(c, &flow);
+    shape::check_flow(c, &flow, mapping.as_ref());
+
+    // `when:` conditions compile like the mapping, at validate time, and read only what the
+    // records have (as the mapping's reads are checked).
+    let record_shape = shape::shape_of(c, &flow);
+    let mut condition_reads = Vec::new();
+    if let Some(when) = flow.when.as_deref()
+        && let Some(condition) = check_condition(c, &[], when)
+    {
+        condition_reads.extend(shape::condition_reads(
+            "when",
+            vec![Step::Key("when".into())],
+            &condition,
+        ));
+    }
+    for (i, action) in flow.actions.iter().enumerate() {
+        if let Some(when) = action.when() {
+            let mut at = c.scoped(&[Step::Key("actions".into()), Step::Index(i)]);
+            if let Some(condition) = check_condition(&mut at, &[action.kind()], when) {
+                condition_reads.extend(shape::condition_reads(
+                    &format!("action {i} `when`"),
+                    vec![
+                        Step::Key("actions".into()),
+                        Step::Index(i),
+                        Step::Key(action.kind().into()),
+                        Step::Key("when".into()),
+                    ],
+                    &condition,
+                ));
+            }
+        }
+    }
+    if let Some(record_shape) = &record_shape {
+        shape::check_reads(c, record_shape, &condition_reads);
+    }
 
     for (i, action) in flow.actions.iter().enumerate() {
         let mut at = c.scoped(&[Step::Key("actions".into()), Step::Index(i)]);
@@ -795,6 +832,32 @@ pub(crate) fn check_mapping_spec(
                     format!("mapping `{}`: {}", e.field, e.message),
                 )
                 .hint = e.hint;
+            }
+            None
+        }
+    }
+}
+
+/// Compiles the condition at `keys` + `when` of the checker's block, pointing into the YAML on
+/// failure; the compiled condition when it compiles.
+pub(crate) fn check_condition(
+    c: &mut Checker<'_>,
+    keys: &[&str],
+    text: &str,
+) -> Option<rivulet_mapping::Condition> {
+    match rivulet_mapping::Condition::compile(text) {
+        Ok(condition) => Some(condition),
+        Err(errors) => {
+            let mut at: Vec<&str> = keys.to_vec();
+            at.push("when");
+            for e in errors {
+                let pos = match c.node_at(&at) {
+                    Some(node) if node.as_str().is_some() => offset_pos(c.text(), node, e.offset),
+                    Some(node) => node.pos,
+                    None => c.key_pos(&at),
+                };
+                c.error("invalid_condition", pos, format!("`when`: {}", e.message))
+                    .hint = e.hint;
             }
             None
         }

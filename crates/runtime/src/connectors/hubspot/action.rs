@@ -14,7 +14,9 @@
 
 use super::category::{Categories, Category};
 use super::deals::Items;
-use crate::connector::{Action, Link, Preparation, RetrySafety};
+use crate::connector::{
+    Action, ChangeTarget, FieldChange, Link, Planned, Preparation, RetrySafety,
+};
 use crate::record::{ActionOutcome, Prepared};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -358,29 +360,25 @@ impl HubSpotWriter {
                 (Ok(Target::UpsertById(id)), _) => by_id.push((i, id, input)),
             }
         }
-        // Batch calls one after another; once HubSpot is down or refusing for load, the rest
-        // of the page is not sent (it comes again as a whole).
-        let jobs = creates
+        // The page's batch calls go out together: the client keeps to `concurrent_batches` in
+        // flight and to the throttle, so a page of several batches fills the window instead of
+        // waiting for each answer in turn. When one finds HubSpot down or refusing for load,
+        // the page comes again as a whole (what others wrote is idempotent or in the ledger).
+        let jobs: Vec<Job<'_>> = creates
             .chunks(self.batch_size)
             .map(Job::Create)
             .chain(updates.chunks(self.batch_size).map(Job::Update))
             .chain(upserts.chunks(self.batch_size).map(Job::Upsert))
-            .chain(by_id.chunks(self.batch_size).map(Job::ById));
-        let mut down: Option<ActionOutcome> = None;
-        for job in jobs {
-            let (indexes, results) = match down {
-                Some(_) => (job.indexes(), Vec::new()),
-                None => self.run_job(&job).await,
-            };
+            .chain(by_id.chunks(self.batch_size).map(Job::ById))
+            .collect();
+        let answers =
+            futures_util::future::join_all(jobs.iter().map(|job| self.run_job(job))).await;
+        for (indexes, results) in answers {
             for (n, i) in indexes.into_iter().enumerate() {
-                let outcome = match (&down, results.get(n)) {
-                    (None, Some(r)) => convert(r.clone()),
-                    (Some(d), _) => d.clone(),
-                    (None, None) => ActionOutcome::failed("internal: no outcome for the record"),
+                let outcome = match results.get(n) {
+                    Some(r) => convert(r.clone()),
+                    None => ActionOutcome::failed("internal: no outcome for the record"),
                 };
-                if down.is_none() && matches!(outcome, ActionOutcome::Transient { .. }) {
-                    down = Some(outcome.clone());
-                }
                 outcomes[i] = Some(outcome);
             }
         }
@@ -495,6 +493,165 @@ impl Action for HubSpotWriter {
 
     fn output_mode(&self) -> OutputMode {
         OutputMode::Wire
+    }
+
+    /// Reads the targets (one batch read per 100 by id, per 100 by the property matched on)
+    /// and compares: a create where none exists, the fields that would change, or unchanged.
+    async fn plan(&self, batch: &[Prepared<'_>], ctx: &Context) -> Vec<Planned> {
+        if self.items.is_some() {
+            return vec![
+                Planned::Write {
+                    what: format!("line items on {}", self.destination())
+                };
+                batch.len()
+            ];
+        }
+        let category = match self.category(batch).await {
+            Ok(c) => c,
+            Err(reason) => return vec![Planned::WouldFail { reason }; batch.len()],
+        };
+        let only = self.settings.properties.as_deref();
+        // Each record: its properties as sent, and where they go.
+        let mut wanted: Vec<Result<(IndexMap<String, String>, Target), String>> = batch
+            .iter()
+            .map(|p| {
+                let props = properties(p, category.as_ref(), only)?;
+                Ok((props, self.target(p, ctx)?))
+            })
+            .collect();
+        let names: Vec<String> = {
+            let mut n: Vec<String> = wanted
+                .iter()
+                .flatten()
+                .flat_map(|(props, _)| props.keys().cloned())
+                .collect();
+            n.sort();
+            n.dedup();
+            n
+        };
+        let mut by_id = Vec::new();
+        let mut by_key = Vec::new();
+        for w in wanted.iter().flatten() {
+            match &w.1 {
+                Target::Update(id) | Target::UpsertById(Some(id)) => by_id.push(id.clone()),
+                Target::Upsert(value) => by_key.push(value.clone()),
+                Target::Create | Target::UpsertById(None) => {}
+            }
+        }
+        let mut found_by_id: HashMap<String, rivulet_hubspot::Object> = HashMap::new();
+        let mut found_by_key: HashMap<String, rivulet_hubspot::Object> = HashMap::new();
+        if !by_id.is_empty() {
+            match self
+                .client
+                .batch_read(&self.object, &by_id, None, &names)
+                .await
+            {
+                Ok(objects) => found_by_id.extend(objects.into_iter().map(|o| (o.id.clone(), o))),
+                Err(e) => {
+                    let reason = format!("reading the records to update: {e}");
+                    return vec![Planned::WouldFail { reason }; batch.len()];
+                }
+            }
+        }
+        if let (false, Some(prop)) = (by_key.is_empty(), self.match_on.as_deref()) {
+            let mut read = names.clone();
+            if !read.iter().any(|n| n == prop) {
+                read.push(prop.to_string());
+            }
+            match self
+                .client
+                .batch_read(&self.object, &by_key, Some(prop), &read)
+                .await
+            {
+                Ok(objects) => {
+                    for o in objects {
+                        if let Some(Some(value)) = o.properties.get(prop) {
+                            found_by_key.insert(value.trim().to_lowercase(), o);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("reading the records to upsert: {e}");
+                    return vec![Planned::WouldFail { reason }; batch.len()];
+                }
+            }
+        }
+        let diff = |props: &IndexMap<String, String>, current: &rivulet_hubspot::Object| {
+            let fields: Vec<FieldChange> = props
+                .iter()
+                .filter_map(|(field, new)| {
+                    let old = current.properties.get(field).cloned().flatten();
+                    let new = Some(new.clone()).filter(|n| !n.is_empty());
+                    (old != new).then(|| FieldChange {
+                        field: field.clone(),
+                        old,
+                        new,
+                    })
+                })
+                .collect();
+            if fields.is_empty() {
+                Planned::Unchanged {
+                    id: current.id.clone(),
+                }
+            } else {
+                Planned::Update {
+                    id: current.id.clone(),
+                    fields,
+                }
+            }
+        };
+        wanted
+            .drain(..)
+            .map(|w| match w {
+                Err(reason) => Planned::WouldFail { reason },
+                Ok((_, Target::Create)) | Ok((_, Target::UpsertById(None))) => Planned::Create,
+                Ok((props, Target::Update(id))) => match found_by_id.get(&id) {
+                    Some(current) => diff(&props, current),
+                    None => Planned::WouldFail {
+                        reason: format!("there is no {} with id {id} to update", self.object),
+                    },
+                },
+                Ok((props, Target::UpsertById(Some(id)))) => match found_by_id.get(&id) {
+                    Some(current) => diff(&props, current),
+                    None if self.create_if_missing => Planned::Create,
+                    None => Planned::WouldFail {
+                        reason: format!("there is no {} with id {id}", self.object),
+                    },
+                },
+                Ok((props, Target::Upsert(value))) => {
+                    match found_by_key.get(&value.trim().to_lowercase()) {
+                        Some(current) => diff(&props, current),
+                        None => Planned::Create,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Updates by id and upserts by a unique property go to a known record, so one whose
+    /// properties are as last written there costs no call; HubSpot updates only the properties
+    /// sent, so a changed one sends just those (and the property it is matched on).
+    fn change_target(&self, p: &Prepared<'_>, ctx: &Context) -> Option<ChangeTarget> {
+        if self.items.is_some() || self.creates() {
+            return None;
+        }
+        let (key, keep) = match self.target(p, ctx).ok()? {
+            Target::Update(id) => (format!("id:{id}"), Vec::new()),
+            Target::Upsert(value) => {
+                let prop = self.match_on.clone()?;
+                (format!("{prop}:{value}"), vec![prop])
+            }
+            Target::UpsertById(Some(id)) => (format!("id:{id}"), Vec::new()),
+            Target::UpsertById(None) | Target::Create => return None,
+        };
+        let only = self.settings.properties.as_deref();
+        let fields = p
+            .fields
+            .keys()
+            .filter(|k| only.is_none_or(|only| only.contains(k)))
+            .cloned()
+            .collect();
+        Some(ChangeTarget { key, fields, keep })
     }
 
     fn retry_safety(&self) -> RetrySafety {
