@@ -318,7 +318,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tokio::time::sleep(grace).await;
             } => {
                 let n = runs.interrupt(store.as_ref(), clock.now(), "the grace period ran out before the run finished").await;
-                tracing::error!(grace = ?grace, runs = n, "in-flight work did not finish within the grace period: its runs are marked interrupted and their records will be read again on restart");
+                tracing::error!(grace_s = grace.as_secs_f64(), runs = n, "in-flight work did not finish within the grace period: its runs are marked interrupted and their records will be read again on restart");
                 if let Some(held) = held {
                     held.release().await;
                 }
