@@ -282,7 +282,7 @@ impl Bench {
                 stats.requests,
                 stats.rate_limited
             ),
-            "≤ 22 s (200 list calls at 10/s: 20 s), ≤ 205 calls".to_string(),
+            "≥ 10 s (200 list calls, 100 per rolling 10 s), ≤ 22 s, ≤ 205 calls".to_string(),
         ));
         sb.shutdown().await;
     }
