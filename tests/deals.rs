@@ -358,8 +358,9 @@ async fn a_failing_prerequisite_fails_its_dependents_and_spares_the_rest() {
     let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
     seed_products(&sb, &["MUG-01"]);
     // A third action that needs no other: a contact per order, whatever became of the deal;
-    // and a file that keeps the default (every earlier action must have succeeded).
-    let more = "  - hubspot:\n      name: buyer\n      connection: hubspot\n      operation: upsert\n      object: contact\n      match_on: email\n      properties: [email]\n      prerequisites: []\n  - file: { path: ../out/done.jsonl }\n";
+    // a file that keeps the default (every earlier action must have succeeded); a file that
+    // needs none, and one that needs only it and the contact.
+    let more = "  - hubspot:\n      name: buyer\n      connection: hubspot\n      operation: upsert\n      object: contact\n      match_on: email\n      properties: [email]\n      prerequisites: []\n  - file: { path: ../out/done.jsonl }\n  - file: { name: archive, path: ../out/all.jsonl, prerequisites: [] }\n  - file: { path: ../out/buyers.jsonl, prerequisites: [archive, buyer] }\n";
     let flow = deals_flow(
         "      properties: [dealname, external_id, amount, dealstage, pipeline]\n",
         "",
@@ -392,6 +393,14 @@ async fn a_failing_prerequisite_fails_its_dependents_and_spares_the_rest() {
         3,
         "the file only took whole transactions"
     );
+    for file in ["out/all.jsonl", "out/buyers.jsonl"] {
+        let lines = std::fs::read_to_string(ws.path(file)).unwrap();
+        assert_eq!(
+            lines.lines().count(),
+            4,
+            "{file}: its prerequisites held for every record"
+        );
+    }
     let failures = ws
         .store()
         .await
@@ -578,6 +587,10 @@ actions:
       operation: update
       object: contact
       id: "{{record.id}}"
+  - file:
+      name: items
+      path: out.jsonl
+      prerequisites: [items, archve]
 "#;
     std::fs::write(dir.path().join("bad.yaml"), flow).unwrap();
     let out = rivulet()
@@ -610,12 +623,14 @@ actions:
         ("missing_required_property", 10, 18), // a deal needs `dealname`
         ("duplicate_action_name", 13, 13),
         ("unknown_action", 17, 23), // `dael`: did you mean `deal`?
-        ("unknown_action", 17, 29), // 7: there are 3 actions
+        ("unknown_action", 17, 29), // 7: there are 4 actions
         ("action_order", 18, 24),   // `items` comes after
         ("missing_deal", 19, 7),
         ("invalid_path", 20, 15),
         ("invalid_mapping", 22, 34), // at the unclosed `{{`
         ("missing_sku", 21, 9),
+        ("duplicate_action_name", 30, 13), // a file action's name, checked like any other
+        ("unknown_action", 32, 30),        // `archve`
     ] {
         assert!(
             found.contains(&(code.to_string(), line, column)),

@@ -456,6 +456,8 @@ async fn sink_per_record_with_outcomes_and_idempotency_keys() {
         batch_size: None,
         backoff: Default::default(),
         when: None,
+        name: None,
+        prerequisites: None,
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-a").unwrap();
     let recs = [
@@ -505,6 +507,8 @@ async fn sink_templated_path_fails_only_the_record_it_cannot_render() {
         batch_size: None,
         backoff: Default::default(),
         when: None,
+        name: None,
+        prerequisites: None,
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-b").unwrap();
     let recs = [
@@ -557,6 +561,8 @@ async fn sink_batches_as_json_arrays() {
         batch_size: Some(2),
         backoff: Default::default(),
         when: None,
+        name: None,
+        prerequisites: None,
     };
     let w = HttpWriter::new(&cfg, client(&base), "flow-c").unwrap();
     let recs: Vec<Record> = (1..=3)
@@ -608,6 +614,8 @@ async fn an_unreachable_server_makes_records_wait_without_leaking_urls() {
         batch_size: None,
         backoff: Default::default(),
         when: None,
+        name: None,
+        prerequisites: None,
     };
     let w = HttpWriter::new(&cfg, c.clone(), "f").unwrap();
     let rec = record("r1", json!({}));

@@ -150,6 +150,18 @@ pub struct HttpIncremental {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
+    /// A name for this action, unique in the flow, by which later actions refer to it in
+    /// `prerequisites`: letters, digits, `_` and `-` (e.g. `archive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub name: Option<String>,
+    /// The actions that must have succeeded for a record before this one writes it: earlier
+    /// actions of this flow, by `name` or 0-based position (e.g. `[contact]`). Without it an
+    /// action needs every earlier action, so a record stops at its first failure; with it, only
+    /// these, so a failure elsewhere does not hold it back (`[]`: no action). A record whose
+    /// prerequisite failed fails this action too, its error naming the prerequisite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerequisites: Option<Vec<crate::model::ActionRef>>,
     /// Name of an `http` connection.
     pub connection: String,
     /// `POST` (default), `PUT` or `PATCH`.

@@ -856,116 +856,41 @@ pub fn check_action(c: &mut Checker<'_>, flow: &Flow, index: usize, hs: &HubSpot
     }
 }
 
-/// `name`, `prerequisites` and `associate_with`: a well-formed name used once, references to
-/// earlier actions of the flow, associations with HubSpot actions only.
+/// `associate_with`: the actions named make HubSpot records this one can be associated with
+/// (line items with their deal). Whether each names an earlier action is checked with every
+/// action's references ([`crate::validate`]); unresolved ones are skipped here.
 fn check_links(c: &mut Checker<'_>, flow: &Flow, index: usize, hs: &HubSpotAction) {
-    if let Some(name) = &hs.name {
-        let pos = c.value_pos(&["name"]);
-        let well_formed = !name.is_empty()
-            && name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
-        if !well_formed {
-            c.error(
-                "invalid_name",
+    for (k, r) in hs.associate_with.iter().enumerate() {
+        let Some(target) = flow.action_index(r).filter(|t| *t < index) else {
+            continue;
+        };
+        let mut at = c.scoped(&[Step::Key("associate_with".into()), Step::Index(k)]);
+        let pos = at.value_pos(&[]);
+        let crate::model::Action::Hubspot(other) = &flow.actions[target] else {
+            at.error(
+                "invalid_reference",
                 pos,
-                format!("action name `{name}` is not allowed"),
+                format!(
+                    "`associate_with` names {}, which makes no HubSpot record to associate with",
+                    flow.action_label(target)
+                ),
             )
-            .hint = Some("use letters, digits, `_` and `-`, e.g. `deal`".into());
-        } else if let Some(first) = flow.actions[..index]
-            .iter()
-            .position(|a| a.name() == Some(name.as_str()))
-        {
-            c.error(
-                "duplicate_action_name",
+            .hint = Some("name an earlier `hubspot` action".into());
+            continue;
+        };
+        let object = canonical_object(&hs.object);
+        let other_object = canonical_object(&other.object);
+        if object == Some("line_item") && other_object != Some("deal") {
+            at.error(
+                "invalid_reference",
                 pos,
-                format!("action name `{name}` is already used by action {first}"),
+                format!(
+                    "line items are associated with their deal, but {} writes `{}` records",
+                    flow.action_label(target),
+                    other.object
+                ),
             )
-            .hint = Some("give each action its own name".into());
-        }
-    }
-    let names: Vec<&str> = flow.actions.iter().filter_map(|a| a.name()).collect();
-    for (key, refs) in [
-        (
-            "prerequisites",
-            hs.prerequisites.as_deref().unwrap_or_default(),
-        ),
-        ("associate_with", hs.associate_with.as_slice()),
-    ] {
-        for (k, r) in refs.iter().enumerate() {
-            let mut at = c.scoped(&[Step::Key(key.into()), Step::Index(k)]);
-            let pos = at.value_pos(&[]);
-            let Some(target) = flow.action_index(r) else {
-                let (message, hint) = match r {
-                    crate::model::ActionRef::Index(i) => (
-                        format!(
-                            "`{key}` names action {i}, but the flow has {} actions (numbered from 0)",
-                            flow.actions.len()
-                        ),
-                        "refer to an earlier action by its position or its `name`".to_string(),
-                    ),
-                    crate::model::ActionRef::Name(n) => (
-                        format!("`{key}` names `{n}`, which is no action of this flow"),
-                        did_you_mean(n, names.iter().copied())
-                            .map(|s| format!("did you mean `{s}`?"))
-                            .unwrap_or_else(|| {
-                                format!("give the action `name: {n}`, or refer to it by its position (0 is the first)")
-                            }),
-                    ),
-                };
-                at.error("unknown_action", pos, message).hint = Some(hint);
-                continue;
-            };
-            if target == index {
-                at.error(
-                    "invalid_reference",
-                    pos,
-                    format!("`{key}` names this action itself"),
-                )
-                .hint = Some("name an earlier action".into());
-                continue;
-            }
-            if target > index {
-                at.error(
-                    "action_order",
-                    pos,
-                    format!(
-                        "`{key}` names {}, which runs after this action (action {index}): actions run in order",
-                        flow.action_label(target)
-                    ),
-                )
-                .hint = Some(format!("move {} before this action", flow.action_label(target)));
-                continue;
-            }
-            if key != "associate_with" {
-                continue;
-            }
-            let crate::model::Action::Hubspot(other) = &flow.actions[target] else {
-                at.error(
-                    "invalid_reference",
-                    pos,
-                    format!(
-                        "`associate_with` names {}, which makes no HubSpot record to associate with",
-                        flow.action_label(target)
-                    ),
-                )
-                .hint = Some("name an earlier `hubspot` action".into());
-                continue;
-            };
-            let object = canonical_object(&hs.object);
-            let other_object = canonical_object(&other.object);
-            if object == Some("line_item") && other_object != Some("deal") {
-                at.error(
-                    "invalid_reference",
-                    pos,
-                    format!(
-                        "line items are associated with their deal, but {} writes `{}` records",
-                        flow.action_label(target),
-                        other.object
-                    ),
-                )
-                .hint = Some("name the action that creates (or updates) the deal".into());
-            }
+            .hint = Some("name the action that creates (or updates) the deal".into());
         }
     }
 }

@@ -266,7 +266,8 @@ impl Action {
     pub fn name(&self) -> Option<&str> {
         match self {
             Action::Hubspot(a) => a.name.as_deref(),
-            Action::File(_) | Action::Http(_) => None,
+            Action::File(a) => a.name.as_deref(),
+            Action::Http(a) => a.name.as_deref(),
         }
     }
 
@@ -275,7 +276,8 @@ impl Action {
     pub fn prerequisites(&self) -> Option<&[ActionRef]> {
         match self {
             Action::Hubspot(a) => a.prerequisites.as_deref(),
-            Action::File(_) | Action::Http(_) => None,
+            Action::File(a) => a.prerequisites.as_deref(),
+            Action::Http(a) => a.prerequisites.as_deref(),
         }
     }
 

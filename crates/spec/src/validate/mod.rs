@@ -14,7 +14,7 @@ use crate::diagnostic::{Diagnostic, Pos, Severity, did_you_mean};
 use crate::env;
 use crate::load::{self, FileKind, LoadError, SourceFile};
 use crate::model::{
-    Action, Connection, ConnectionKind, ConnectionsFile, Duration, Flow, Source, Trigger,
+    Action, ActionRef, Connection, ConnectionKind, ConnectionsFile, Duration, Flow, Source, Trigger,
 };
 use crate::schedule::{self, MIN_INTERVAL};
 use crate::schema;
@@ -780,6 +780,7 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
             backoff.initial,
             Duration::from_secs(86_400),
         );
+        check_links(&mut at.block(&[action.kind()]), &flow, i);
         match action {
             Action::Hubspot(a) => {
                 connectors::hubspot::check_action(&mut at.block(&["hubspot"]), &flow, i, a)
@@ -910,4 +911,85 @@ pub fn thousands(n: u64) -> String {
         out.push(ch);
     }
     out
+}
+
+/// An action's `name` and its references to others (`prerequisites`, `associate_with`): a
+/// well-formed name used once; references that name an earlier action of the flow. What a
+/// connector asks more of a reference (an association needs a HubSpot record) is its own rule.
+fn check_links(c: &mut Checker<'_>, flow: &Flow, index: usize) {
+    let action = &flow.actions[index];
+    if let Some(name) = action.name() {
+        let pos = c.value_pos(&["name"]);
+        let well_formed = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        if !well_formed {
+            c.error(
+                "invalid_name",
+                pos,
+                format!("action name `{name}` is not allowed"),
+            )
+            .hint = Some("use letters, digits, `_` and `-`, e.g. `deal`".into());
+        } else if let Some(first) = flow.actions[..index]
+            .iter()
+            .position(|a| a.name() == Some(name))
+        {
+            c.error(
+                "duplicate_action_name",
+                pos,
+                format!("action name `{name}` is already used by action {first}"),
+            )
+            .hint = Some("give each action its own name".into());
+        }
+    }
+    let names: Vec<&str> = flow.actions.iter().filter_map(|a| a.name()).collect();
+    for (key, refs) in [
+        ("prerequisites", action.prerequisites().unwrap_or_default()),
+        ("associate_with", action.associate_with()),
+    ] {
+        for (k, r) in refs.iter().enumerate() {
+            let mut at = c.scoped(&[Step::Key(key.into()), Step::Index(k)]);
+            let pos = at.value_pos(&[]);
+            let Some(target) = flow.action_index(r) else {
+                let (message, hint) = match r {
+                    ActionRef::Index(i) => (
+                        format!(
+                            "`{key}` names action {i}, but the flow has {} actions (numbered from 0)",
+                            flow.actions.len()
+                        ),
+                        "refer to an earlier action by its position or its `name`".to_string(),
+                    ),
+                    ActionRef::Name(n) => (
+                        format!("`{key}` names `{n}`, which is no action of this flow"),
+                        did_you_mean(n, names.iter().copied())
+                            .map(|s| format!("did you mean `{s}`?"))
+                            .unwrap_or_else(|| {
+                                format!("give the action `name: {n}`, or refer to it by its position (0 is the first)")
+                            }),
+                    ),
+                };
+                at.error("unknown_action", pos, message).hint = Some(hint);
+                continue;
+            };
+            if target == index {
+                at.error(
+                    "invalid_reference",
+                    pos,
+                    format!("`{key}` names this action itself"),
+                )
+                .hint = Some("name an earlier action".into());
+            } else if target > index {
+                at.error(
+                    "action_order",
+                    pos,
+                    format!(
+                        "`{key}` names {}, which runs after this action (action {index}): actions run in order",
+                        flow.action_label(target)
+                    ),
+                )
+                .hint = Some(format!("move {} before this action", flow.action_label(target)));
+            }
+        }
+    }
 }
