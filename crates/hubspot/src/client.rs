@@ -33,7 +33,7 @@ pub(crate) struct Inner {
     pub(crate) headroom: Mutex<Option<RateLimitHeadroom>>,
     /// Product ids by SKU, as this client found or created them (see
     /// [`Client::ensure_products`]): search shows new products only after a while.
-    pub(crate) skus: Mutex<std::collections::HashMap<String, String>>,
+    pub(crate) skus: Mutex<crate::commerce::SkuMemory>,
 }
 
 /// What HubSpot's `X-HubSpot-RateLimit-*` headers said on the last answer that carried them
@@ -183,7 +183,7 @@ impl Client {
                 config,
                 stats: Stats::default(),
                 headroom: Mutex::new(None),
-                skus: Mutex::new(std::collections::HashMap::new()),
+                skus: Mutex::new(crate::commerce::SkuMemory::default()),
             }),
         })
     }

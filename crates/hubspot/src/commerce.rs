@@ -32,11 +32,14 @@
 //!
 //! `hs_sku` is not a unique property in HubSpot (so it cannot be an `idProperty`): products are
 //! found by search, which shows a new product only after a few seconds. A client remembers the
-//! product ids it found or created, so later records of the same run never create a product
-//! twice; another process that starts within seconds of a create could. A portal with a unique
-//! SKU property can look products up exactly with [`Client::find_by_unique`] instead.
+//! product ids it found or created ([`SkuMemory`]: for 15 minutes, at most 100,000 SKUs), so
+//! later records never create a product twice; another process that starts within seconds of
+//! a create could. A portal with a unique SKU property can look products up exactly with
+//! [`Client::find_by_unique`] instead.
 
 use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 
 use indexmap::IndexMap;
 
@@ -48,6 +51,73 @@ use crate::objects::{Association, AssociationType, ObjectType, WriteInput};
 
 /// HubSpot's SKU property of products (and line items).
 pub const SKU_PROPERTY: &str = "hs_sku";
+
+/// Product ids by SKU, as a client found or created them. Search shows a new product only
+/// after a few seconds, so what was made must be remembered; but not for ever: an entry is
+/// believed for [`SkuMemory::TTL`] (a product merged or deleted in HubSpot is then looked up
+/// again, one search per 100 SKUs), and at most [`SkuMemory::MAX`] SKUs are kept, so a
+/// catalogue of any size costs bounded memory (the oldest half goes when it is full: they are
+/// searched for again, which is all forgetting costs).
+#[derive(Debug)]
+pub struct SkuMemory {
+    ids: HashMap<String, (String, DateTime<Utc>)>,
+    max: usize,
+}
+
+impl SkuMemory {
+    /// How long a SKU's product id is believed without asking HubSpot again.
+    pub const TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+    /// How many SKUs are remembered at the most.
+    pub const MAX: usize = 100_000;
+
+    /// An empty memory keeping at most `max` SKUs (at least 2).
+    pub fn new(max: usize) -> SkuMemory {
+        SkuMemory {
+            ids: HashMap::new(),
+            max: max.max(2),
+        }
+    }
+
+    /// The product id of `sku`, if it was found or made less than [`Self::TTL`] before `now`.
+    pub fn get(&self, sku: &str, now: DateTime<Utc>) -> Option<&str> {
+        self.ids
+            .get(sku)
+            .filter(|(_, at)| now - *at < Self::TTL)
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// Remembers `id` as `sku`'s product, seen at `now`.
+    pub fn insert(&mut self, sku: String, id: String, now: DateTime<Utc>) {
+        if self.ids.len() >= self.max && !self.ids.contains_key(&sku) {
+            self.ids.retain(|_, (_, at)| now - *at < Self::TTL);
+            if self.ids.len() >= self.max {
+                let mut times: Vec<DateTime<Utc>> = self.ids.values().map(|(_, at)| *at).collect();
+                // The older half (and whatever shares the newest of its instants).
+                let middle = (times.len() - 1) / 2;
+                let (_, newest_old, _) = times.select_nth_unstable(middle);
+                let cut = *newest_old;
+                self.ids.retain(|_, (_, at)| *at > cut);
+            }
+        }
+        self.ids.insert(sku, (id, now));
+    }
+
+    /// How many SKUs are remembered (expired ones included until they are dropped).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+impl Default for SkuMemory {
+    fn default() -> Self {
+        SkuMemory::new(SkuMemory::MAX)
+    }
+}
 
 /// A product that must exist: its SKU and the properties to create it with when it does not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +186,13 @@ pub fn line_item(product_id: &str, quantity: &str, deal_id: Option<&str>) -> Wri
 }
 
 impl Client {
+    /// Whether this client knows `sku`'s product without asking (found or made within
+    /// [`SkuMemory::TTL`]).
+    pub fn knows_product_sku(&self, sku: &str) -> bool {
+        let now = self.inner.config.clock.now();
+        self.inner.skus.lock().get(sku.trim(), now).is_some()
+    }
+
     /// The product id of each SKU that has a product (searched on `hs_sku`, 100 SKUs a query,
     /// ids the client already knows not asked again). When several products share a SKU the
     /// oldest (lowest id) is taken. SKUs without a product are absent; keys are the SKUs as
@@ -127,11 +204,12 @@ impl Client {
         let mut out = HashMap::new();
         let mut ask = Vec::new();
         {
+            let now = self.inner.config.clock.now();
             let known = self.inner.skus.lock();
             for sku in skus.iter().filter(|s| !s.trim().is_empty()) {
-                match known.get(sku.trim()) {
+                match known.get(sku.trim(), now) {
                     Some(id) => {
-                        out.insert(sku.clone(), id.clone());
+                        out.insert(sku.clone(), id.to_string());
                     }
                     None => ask.push(sku.clone()),
                 }
@@ -143,10 +221,11 @@ impl Client {
         let found = self
             .find_by_property(&ObjectType::products(), SKU_PROPERTY, &ask, None)
             .await?;
+        let now = self.inner.config.clock.now();
         let mut known = self.inner.skus.lock();
         for (sku, ids) in found {
             if let Some(id) = ids.into_iter().next() {
-                known.insert(sku.trim().to_string(), id.clone());
+                known.insert(sku.trim().to_string(), id.clone(), now);
                 out.insert(sku, id);
             }
         }
@@ -190,11 +269,12 @@ impl Client {
         };
         let mut created: HashMap<String, ProductOutcome> = HashMap::new();
         {
+            let now = self.inner.config.clock.now();
             let mut known = self.inner.skus.lock();
             for (sku, outcome) in created_skus.into_iter().zip(outcomes) {
                 let r = match outcome {
                     WriteOutcome::Created { id } | WriteOutcome::Updated { id } => {
-                        known.insert(sku.clone(), id.clone());
+                        known.insert(sku.clone(), id.clone(), now);
                         ProductOutcome::Created { id }
                     }
                     WriteOutcome::Failed(e) => ProductOutcome::Failed(e),
@@ -239,5 +319,46 @@ mod tests {
         assert_eq!(li.associations[0].to_id, "77");
         assert_eq!(li.associations[0].types[0].type_id, 20);
         assert!(line_item("55", "1", None).associations.is_empty());
+    }
+
+    #[test]
+    fn skus_are_remembered_for_a_while_and_in_bounded_number() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let minutes = |m: i64| t0 + chrono::TimeDelta::minutes(m);
+        let mut memory = SkuMemory::new(4);
+        memory.insert("A".into(), "1".into(), t0);
+        assert_eq!(memory.get("A", minutes(14)), Some("1"));
+        assert_eq!(
+            memory.get("A", minutes(15)),
+            None,
+            "then HubSpot is asked again"
+        );
+        memory.insert("A".into(), "2".into(), minutes(15));
+        assert_eq!(memory.get("A", minutes(16)), Some("2"));
+
+        // Full: the expired go first, then the oldest half.
+        let mut memory = SkuMemory::new(4);
+        for (i, sku) in ["A", "B", "C", "D"].into_iter().enumerate() {
+            memory.insert(sku.into(), i.to_string(), minutes(i as i64));
+        }
+        memory.insert("E".into(), "4".into(), minutes(4));
+        assert_eq!(memory.len(), 3, "the two oldest went: {memory:?}");
+        assert_eq!(memory.get("A", minutes(4)), None);
+        assert_eq!(memory.get("B", minutes(4)), None);
+        assert_eq!(memory.get("C", minutes(4)), Some("2"));
+        assert_eq!(memory.get("E", minutes(4)), Some("4"));
+        memory.insert("F".into(), "5".into(), minutes(30));
+        assert_eq!(memory.len(), 4);
+        memory.insert("G".into(), "6".into(), minutes(31));
+        assert_eq!(memory.len(), 2, "C, D and E had expired: {memory:?}");
+        // Many SKUs: never more than the bound.
+        let mut memory = SkuMemory::new(1000);
+        for i in 0..100_000 {
+            memory.insert(format!("S{i}"), i.to_string(), t0);
+        }
+        assert!(memory.len() <= 1000);
+        assert_eq!(memory.get("S99999", t0), Some("99999"));
     }
 }

@@ -44,7 +44,7 @@ pub mod values;
 pub use associations::{AssociatedRecord, AssociationInput, AssociationOutcome};
 pub use batch::{BATCH_SIZE, WriteOutcome};
 pub use client::{Client, ClientStats, RateLimitHeadroom};
-pub use commerce::{ProductInput, ProductOutcome};
+pub use commerce::{ProductInput, ProductOutcome, SkuMemory};
 pub use config::{
     ApiVersion, Auth, ClientConfig, DEFAULT_AUTHORIZE_URL, DEFAULT_BASE_URL, DEFAULT_TOKEN_URL,
     RetryPolicy, Throttle,

@@ -31,8 +31,7 @@ use rivulet_hubspot::{
 use rivulet_mapping::{Context, Mapping, OutputMode};
 use rivulet_spec::model::HubSpotAction;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long HubSpot's search may take to show a product just created: after a crash cut a
@@ -56,8 +55,6 @@ pub(super) struct Items {
     connection: String,
     /// Line items per batch call.
     batch_size: usize,
-    /// SKUs this process has resolved to a product (the client remembers their ids).
-    resolved: Mutex<HashSet<String>>,
 }
 
 /// One line item of a record.
@@ -134,7 +131,6 @@ impl Items {
             transfer_products_first,
             connection: action.connection.clone(),
             batch_size: action.batch_size.clamp(1, 100) as usize,
-            resolved: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -230,10 +226,7 @@ impl Items {
         if skus.is_empty() {
             return HashMap::new();
         }
-        let unknown = {
-            let resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-            skus.iter().any(|s| !resolved.contains(s))
-        };
+        let unknown = skus.iter().any(|s| !client.knows_product_sku(s));
         if let Some(began) = interrupted.filter(|_| unknown) {
             // A crash cut an attempt short that may have created some of these products:
             // search shows new records only after a while, and must before it is believed.
@@ -295,12 +288,6 @@ impl Items {
                 }
             }
         };
-        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
-        for (sku, p) in &out {
-            if matches!(p, Product::Id(_)) {
-                resolved.insert(sku.clone());
-            }
-        }
         out
     }
 
