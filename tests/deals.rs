@@ -274,7 +274,8 @@ async fn products_first_then_deals_and_line_items_in_batch_calls_on_both_api_ver
         assert_eq!(store.endpoint_count("search"), 1, "{version}");
         assert_eq!(store.endpoint_count("batch_create"), 3, "{version}");
         assert_eq!(store.endpoint_count("associations_batch"), 0, "{version}");
-        // (Besides the runner's probe of the connection at start, a one-record list.)
+        // (A service also probes the connection at start with a one-record list; `--once`
+        // does not, but a probe is no call of the page's.)
         let endpoints = store.stats().endpoints;
         let calls: u64 = endpoints
             .iter()
@@ -292,6 +293,67 @@ async fn products_first_then_deals_and_line_items_in_batch_calls_on_both_api_ver
         assert!(ws.run_once().status.success());
         assert_exactly(&sb, &orders);
         assert_eq!(sb.store().endpoint_count("batch_create"), 3);
+        sb.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserted_deals_have_their_line_items_read_in_one_batch_call_per_page() {
+    for version in ["v3", "2026-03"] {
+        let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        seed_products(&sb, &["MUG-01", "TEE-M", "CAP-9"]);
+        let flow = deals_flow("", "", "").replace(
+            "operation: create\n      object: deal\n",
+            "operation: upsert\n      object: deal\n",
+        );
+        let ws = Workspace::new(
+            &sb.url(),
+            &format!("      api_version: \"{version}\"\n"),
+            &flow,
+        );
+        let first = orders(0, 10, &["MUG-01", "TEE-M", "CAP-9"]);
+        ws.write_orders(&first);
+        assert!(ws.run_once().status.success(), "{version}");
+        assert_exactly(&sb, &first);
+        // An upserted deal may be older than the run, so what it has is read first: one batch
+        // read of associations for the page's ten deals, never a listing per deal.
+        assert_eq!(
+            sb.store().endpoint_count("associations_batch"),
+            1,
+            "{version}"
+        );
+        assert_eq!(sb.store().endpoint_count("associations"), 0, "{version}");
+
+        // The same orders again, new totals, and one more line on order 0: the deals are
+        // updated, what they have is read in one call, and only the new line is created.
+        let mut second = first.clone();
+        for o in &mut second {
+            o["total"] = json!(o["total"].as_u64().unwrap() + 1000);
+        }
+        second[0]["lines"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"sku": "CAP-9", "title": "Item CAP-9", "qty": 7, "price": 12}));
+        std::fs::remove_file(ws.path("flows/data/orders.jsonl")).unwrap();
+        ws.write_orders(&second);
+        let out = ws.run_once();
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_exactly(&sb, &second);
+        let store = sb.store();
+        assert_eq!(
+            store.endpoint_count("associations_batch"),
+            2,
+            "{version}: one batch read for the page's ten deals"
+        );
+        assert_eq!(
+            store.endpoint_count("associations"),
+            0,
+            "{version}: no listing per deal"
+        );
         sb.shutdown().await;
     }
 }

@@ -1,6 +1,6 @@
 //! Associations between records of two types: created in batches of 100 (one outcome per
 //! input; creating one that exists changes nothing, so every call is safe to repeat) and read
-//! per record. On `v3` connections these are HubSpot's v4 association endpoints; on `2026-03`
+//! per record or in batches of 1,000 records. On `v3` connections these are HubSpot's v4 association endpoints; on `2026-03`
 //! the date-versioned ones (see [`crate::paths`]).
 //!
 //! A line item goes onto a deal either at its creation (an [`crate::Association`] in its
@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -169,6 +169,52 @@ struct ListedType {
     #[serde(default)]
     label: Option<String>,
 }
+
+impl ListedAssociation {
+    /// The record it names, if it names one.
+    fn record(self) -> Option<AssociatedRecord> {
+        let to_id = id_text(Some(&self.to_object_id))?;
+        let types = self
+            .association_types
+            .into_iter()
+            .map(|t| {
+                (
+                    AssociationType {
+                        category: t.category.unwrap_or_else(|| "HUBSPOT_DEFINED".into()),
+                        type_id: t.type_id,
+                    },
+                    t.label,
+                )
+            })
+            .collect();
+        Some(AssociatedRecord { to_id, types })
+    }
+}
+
+/// A batch read's answer: per record asked for, its associations (a page of them).
+#[derive(Deserialize)]
+struct ReadAnswer {
+    #[serde(default)]
+    results: Vec<ReadResult>,
+}
+
+#[derive(Deserialize)]
+struct ReadResult {
+    from: ReadFrom,
+    #[serde(default)]
+    to: Vec<ListedAssociation>,
+    #[serde(default)]
+    paging: Option<crate::objects::Paging>,
+}
+
+#[derive(Deserialize)]
+struct ReadFrom {
+    id: Value,
+}
+
+/// How many records one batch read of associations may ask about (HubSpot's cap since
+/// February 2025).
+pub const READ_BATCH_SIZE: usize = 1_000;
 
 #[derive(Deserialize)]
 struct BatchAnswer {
@@ -345,25 +391,11 @@ impl Client {
                 query.push(("after".into(), a.clone()));
             }
             let page: Listing = self.send_json(&Call::get(path.clone(), query)).await?;
-            for r in page.results {
-                let Some(to_id) = id_text(Some(&r.to_object_id)) else {
-                    continue;
-                };
-                let types = r
-                    .association_types
+            out.extend(
+                page.results
                     .into_iter()
-                    .map(|t| {
-                        (
-                            AssociationType {
-                                category: t.category.unwrap_or_else(|| "HUBSPOT_DEFINED".into()),
-                                type_id: t.type_id,
-                            },
-                            t.label,
-                        )
-                    })
-                    .collect();
-                out.push(AssociatedRecord { to_id, types });
-            }
+                    .filter_map(ListedAssociation::record),
+            );
             let next = page
                 .paging
                 .and_then(|p| p.next)
@@ -378,6 +410,44 @@ impl Client {
             what: path,
             message: format!("association listing did not end after {MAX_PAGES} pages"),
         })
+    }
+
+    /// The records of type `to` associated with each of `ids` (records of type `from`): one
+    /// batch read per [`READ_BATCH_SIZE`] ids instead of a listing per record. A record whose
+    /// answer is paged (HubSpot pages each record's associations after 500), or that the batch
+    /// did not answer for, is listed on its own ([`Client::associations`]), so what it has is
+    /// never cut short; such a listing's error is the error.
+    pub async fn associations_of_many(
+        &self,
+        from: &ObjectType,
+        ids: &[String],
+        to: &ObjectType,
+    ) -> Result<HashMap<String, Vec<AssociatedRecord>>, Error> {
+        let ids: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
+        let mut out: HashMap<String, Vec<AssociatedRecord>> = HashMap::new();
+        for chunk in ids.chunks(READ_BATCH_SIZE) {
+            let body =
+                json!({ "inputs": chunk.iter().map(|id| json!({"id": id})).collect::<Vec<_>>() });
+            let mut call = Call::post(self.paths().associations_batch(from, to, "read"), body);
+            call.batch = true;
+            let answer: ReadAnswer = self.send_json(&call).await?;
+            for r in answer.results {
+                let paged = r.paging.and_then(|p| p.next).is_some();
+                let Some(id) = id_text(Some(&r.from.id)).filter(|_| !paged) else {
+                    continue;
+                };
+                out.entry(id)
+                    .or_default()
+                    .extend(r.to.into_iter().filter_map(ListedAssociation::record));
+            }
+        }
+        for id in ids {
+            if !out.contains_key(id.as_str()) {
+                let listed = self.associations(from, id, to).await?;
+                out.insert(id.clone(), listed);
+            }
+        }
+        Ok(out)
     }
 }
 

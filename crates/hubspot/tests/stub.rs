@@ -1,5 +1,6 @@
 //! Cases the sandbox cannot stage: a server that revokes a live OAuth token (401 → one refresh),
-//! one that performs a create but loses the answer, and one that echoes secrets back. Each
+//! one that performs a create but loses the answer, one that echoes secrets back, and one that
+//! pages a batch read of associations. Each
 //! stub is a few axum routes in this file.
 
 use std::sync::Arc;
@@ -661,4 +662,67 @@ async fn creates_and_upserts_without_a_result_are_unknown_never_successes() {
         "{out:?}"
     );
     assert!(matches!(&out[3], WriteOutcome::Unknown { .. }), "{out:?}");
+}
+
+/// A batch read of associations as HubSpot answers it for records with many: deal 1's first
+/// page with a `paging.next`, deal 2 whole, deal 3 not answered at all. Each listing of one
+/// deal answers its every association.
+#[tokio::test]
+async fn a_paged_or_unanswered_batch_read_of_associations_is_completed_by_listing() {
+    let listings = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&listings);
+    let app = Router::new()
+        .route(
+            "/crm/v4/associations/deals/line_items/batch/read",
+            post(|body: axum::Json<Value>| async move {
+                let asked: Vec<&str> = body["inputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap())
+                    .collect();
+                assert_eq!(asked.len(), 3, "{asked:?}");
+                let item = |id: u64| json!({"toObjectId": id, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 19, "label": null}]});
+                axum::Json(json!({"status": "COMPLETE", "results": [
+                    {"from": {"id": "1"}, "to": [item(11)], "paging": {"next": {"after": "p2"}}},
+                    {"from": {"id": "2"}, "to": [item(21), item(22)]}
+                ]}))
+            }),
+        )
+        .route(
+            "/crm/v4/objects/deals/{id}/associations/line_items",
+            get(
+                move |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let ids: Vec<u64> = match id.as_str() {
+                        "1" => vec![11, 12],
+                        _ => vec![],
+                    };
+                    let results: Vec<Value> = ids
+                        .into_iter()
+                        .map(|t| json!({"toObjectId": t, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 19}]}))
+                        .collect();
+                    axum::Json(json!({"results": results}))
+                },
+            ),
+        );
+    let base = serve(app).await;
+    let client = Client::new(lossy_config(&base)).unwrap();
+    let ids: Vec<String> = ["1", "2", "3", "2"].iter().map(|s| s.to_string()).collect();
+    let got = client
+        .associations_of_many(&ObjectType::deals(), &ids, &ObjectType::line_items())
+        .await
+        .unwrap();
+    let to = |deal: &str| -> Vec<String> {
+        let mut v: Vec<String> = got[deal].iter().map(|r| r.to_id.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(to("1"), ["11", "12"], "a paged answer is listed whole");
+    assert_eq!(to("2"), ["21", "22"]);
+    assert!(
+        to("3").is_empty(),
+        "an unanswered deal is listed: it has none"
+    );
+    assert_eq!(listings.load(Ordering::SeqCst), 2, "deals 1 and 3 only");
 }

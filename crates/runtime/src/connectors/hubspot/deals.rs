@@ -12,15 +12,14 @@
 //!
 //! A retry never doubles a line item: a deal created by this very attempt has none yet; for a
 //! deal that may be older (an earlier, interrupted attempt made it, a replay, an upsert) the
-//! line items it already has are read (one call per such deal, one batch read per 100 line
-//! items) and only the missing ones are created — a line item counts as there when one of the
+//! line items it already has are read (one batch read of associations per 1,000 such deals, one
+//! batch read per 100 line items) and only the missing ones are created — a line item counts as there when one of the
 //! deal's has the same product and quantity.
 
 use super::action::is_transient;
 use crate::connector::Link;
 use crate::record::{ActionOutcome, Prepared};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use indexmap::{IndexMap, IndexSet};
 use jsonpath_rust::parser::model::JpQuery;
 use rivulet_hubspot::associations::types::LINE_ITEM_TO_DEAL;
@@ -37,9 +36,6 @@ use std::time::Duration;
 /// How long HubSpot's search may take to show a product just created: after a crash cut a
 /// preparation short, SKUs are looked up only once this long has passed since it began.
 const SEARCH_LAG: Duration = Duration::from_secs(10);
-
-/// Deals whose existing line items are read at once.
-const LISTINGS_IN_FLIGHT: usize = 5;
 
 /// A deal's line items, as one `hubspot` action makes them.
 pub(super) struct Items {
@@ -617,23 +613,13 @@ async fn existing_items(
     if deals.is_empty() {
         return Ok(HashMap::new());
     }
-    let listed: Vec<(String, Result<Vec<String>, RecordError>)> =
-        futures_util::stream::iter(deals.iter().cloned())
-            .map(|deal| async move {
-                let items = client
-                    .associations(&ObjectType::deals(), &deal, &ObjectType::line_items())
-                    .await
-                    .map(|found| found.into_iter().map(|r| r.to_id).collect())
-                    .map_err(|e| RecordError::from(&e));
-                (deal, items)
-            })
-            .buffer_unordered(LISTINGS_IN_FLIGHT)
-            .collect()
-            .await;
-    let mut of_deal: HashMap<String, Vec<String>> = HashMap::new();
-    for (deal, items) in listed {
-        of_deal.insert(deal, items?);
-    }
+    let of_deal: HashMap<String, Vec<String>> = client
+        .associations_of_many(&ObjectType::deals(), deals, &ObjectType::line_items())
+        .await
+        .map_err(|e| RecordError::from(&e))?
+        .into_iter()
+        .map(|(deal, found)| (deal, found.into_iter().map(|r| r.to_id).collect()))
+        .collect();
     let ids: Vec<String> = of_deal.values().flatten().cloned().collect();
     if ids.is_empty() {
         return Ok(HashMap::new());
