@@ -238,7 +238,10 @@ conformance!(
     ],
     // Several runners opening one new database at once is a shared database's case: a SQLite
     // file has one runner (its lease), and its first open is not made for racing openers.
-    postgres_only: [migrations_run_concurrently_end_at_one_version],
+    postgres_only: [
+        migrations_run_concurrently_end_at_one_version,
+        tls_modes_do_what_libpq_promises,
+    ],
 );
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -1361,6 +1364,131 @@ async fn migrations_run_concurrently_end_at_one_version(place: Place) {
     let store = place.open().await;
     store.set_cursor("f", &cursor(1)).await.unwrap();
     assert_eq!(place.versions().await, versions);
+}
+
+/// `sslmode` and `sslrootcert` as `psql` reads them. The encryption is checked on the server
+/// (`pg_stat_ssl` of the store's own connections, found by their application name); the
+/// certificate checks against the server's own certificate, read from the file it names
+/// (Debian's PostgreSQL has TLS on with a self-signed certificate issued for `localhost`). A
+/// server without TLS, or whose certificate file this machine cannot read, runs what it can.
+async fn tls_modes_do_what_libpq_promises(place: Place) {
+    let admin = pg_connect(&database_url().unwrap()).await;
+    let setting = |name: &'static str| {
+        let admin = &admin;
+        async move {
+            let row = admin.query_one(&format!("SHOW {name}"), &[]).await.unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    let with = |extra: &str| format!("{}&{extra}", place.location);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Opens the store at `url` (named so its connections can be found) and says whether every
+    // one of them is encrypted, as the server sees it.
+    let encrypted = |url: String| {
+        let admin = &admin;
+        async move {
+            let name = format!(
+                "rivulet_tls_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let store = state::open(
+                &format!("{url}&application_name={name}"),
+                rivulet_http::clock::system(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", shown(&url)));
+            store.set_cursor("f", &cursor(1)).await.unwrap();
+            let row = admin
+                .query_one(
+                    "SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            let (connections, all): (i64, bool) = (row.get(0), row.get(1));
+            assert!(connections >= 1, "the store's connections are there");
+            drop(store);
+            all
+        }
+    };
+    let refused = |url: String| async move {
+        state::open(&url, rivulet_http::clock::system())
+            .await
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
+    };
+
+    assert!(!encrypted(with("sslmode=disable")).await, "disable: plain");
+    let e = refused(with("sslmode=verify")).await;
+    assert!(
+        e.contains("disable, prefer, require, verify-ca, verify-full"),
+        "{e}"
+    );
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), "not a certificate").unwrap();
+    let e = refused(with(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        junk.path().display()
+    )))
+    .await;
+    assert!(e.contains("holds no certificate"), "{e}");
+
+    if setting("ssl").await != "on" {
+        eprintln!("state_conformance: the server has TLS off; TLS connections not tested");
+        return;
+    }
+    assert!(
+        encrypted(with("sslmode=prefer")).await,
+        "prefer: TLS when offered"
+    );
+    assert!(encrypted(with("sslmode=require")).await, "require");
+    assert!(
+        encrypted(place.location.clone()).await,
+        "prefer is the default"
+    );
+    // Checked against the system's authorities: a self-signed certificate is refused as
+    // unknown, unless the system trusts it (Debian's folder of certificates holds the
+    // snakeoil one), and then by address as issued for another name.
+    let e = refused(with("sslmode=verify-full")).await;
+    assert!(
+        e.contains("sslrootcert=PATH") || e.contains("not issued for the host"),
+        "{e}"
+    );
+
+    let cert = std::path::PathBuf::from(setting("ssl_cert_file").await);
+    if std::fs::read(&cert).is_err() {
+        eprintln!(
+            "state_conformance: the server's certificate {} is not readable here; sslrootcert not tested",
+            cert.display()
+        );
+        return;
+    }
+    let root = format!("sslrootcert={}", cert.display());
+    assert!(
+        encrypted(with(&format!("sslmode=verify-ca&{root}"))).await,
+        "verify-ca: the chain, whatever the host's name"
+    );
+    assert!(
+        encrypted(with(&format!("sslmode=require&{root}"))).await,
+        "require with a root: checked as verify-ca"
+    );
+    let location = &place.location;
+    let by_name = location.replacen("@127.0.0.1:", "@localhost:", 1).replacen(
+        "@127.0.0.1/",
+        "@localhost/",
+        1,
+    );
+    if by_name != *location {
+        // The certificate is issued for `localhost`: by address, verify-full refuses it.
+        let e = refused(with(&format!("sslmode=verify-full&{root}"))).await;
+        assert!(e.contains("not issued for the host"), "{e}");
+        assert!(
+            encrypted(format!("{by_name}&sslmode=verify-full&{root}")).await,
+            "verify-full by the certificate's name"
+        );
+    }
 }
 
 async fn foreign_or_newer_state_is_refused(place: Place) {

@@ -11,6 +11,7 @@
 //! of each backend stays inside it ([`sqlite`]). [`open`] picks the backend from `--state`.
 
 pub mod postgres;
+mod postgres_tls;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -4,9 +4,9 @@
 //! `--state postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?OPTIONS]` (or `postgresql://`).
 //! The options are libpq's as [`tokio_postgres::Config`] reads them (`connect_timeout`,
 //! `application_name`, `options=-c%20search_path%3Dmy_schema` to keep the state in its own
-//! schema, …), plus one of Rivulet's: `pool_size=N` (1 to 32, default 4) bounds the
-//! connections one runner holds. TLS is not part of this build: `sslmode=require` is refused
-//! (the default, `prefer`, connects without it). The tables live in the connection's current
+//! schema, …), `sslmode` and `sslrootcert` as libpq reads them (see [`super::postgres_tls`]),
+//! plus one of Rivulet's: `pool_size=N` (1 to 32, default 4) bounds the connections one
+//! runner holds. The tables live in the connection's current
 //! schema (the first of `search_path` that exists); behind PgBouncer, which refuses the
 //! `options` startup parameter, give the role its schema instead (`ALTER ROLE … SET
 //! search_path`).
@@ -27,6 +27,7 @@
 //! port, database and user only, and the password is registered with
 //! [`rivulet_http::secrets`] and stripped from every message this store makes.
 
+use super::postgres_tls as tls;
 use super::{
     Commit, Counts, Cursor, FailedRecord, FailureFilter, FailureStatus, Holder, Lease, LedgerEntry,
     LedgerState, RunRow, RunStatus, StateError, StateStore, StoredCursor, StoredFailure, UndoMark,
@@ -209,6 +210,11 @@ fn describe(e: &tokio_postgres::Error) -> String {
         text.push_str(&c.to_string());
         cause = c.source();
     }
+    if let Some(hint) = tls::explain(&text) {
+        text.push_str(" (");
+        text.push_str(hint);
+        text.push(')');
+    }
     text
 }
 
@@ -241,13 +247,18 @@ fn sql_limit(n: usize) -> Option<i64> {
     i64::try_from(n).ok()
 }
 
-/// `url` without Rivulet's own `pool_size=N` option, and the pool size it asked for.
-fn take_pool_size(url: &str) -> Result<(String, usize), StateError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_string(), DEFAULT_POOL_SIZE));
-    };
+/// `url` without the options Rivulet reads itself, `pool_size=N` and TLS's (`sslmode` is
+/// given back in a form the driver reads), the pool size and the TLS settings asked for.
+fn take_own_options(url: &str) -> Result<(String, usize, tls::Settings), StateError> {
+    let mut tls = tls::Settings::default();
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut size, mut kept) = (DEFAULT_POOL_SIZE, Vec::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if let Some((key, value)) = pair.split_once('=')
+            && tls.take(key, value).map_err(StateError::Unsupported)?
+        {
+            continue;
+        }
         match pair.split_once('=') {
             Some(("pool_size", value)) => {
                 size = value
@@ -263,12 +274,9 @@ fn take_pool_size(url: &str) -> Result<(String, usize), StateError> {
             _ => kept.push(pair),
         }
     }
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok((url, size))
+    let mode = format!("sslmode={}", tls.driver_mode());
+    kept.push(&mode);
+    Ok((format!("{base}?{}", kept.join("&")), size, tls))
 }
 
 /// The password as written in the URL (percent-encoded), when there is one.
@@ -323,7 +331,7 @@ impl PostgresStore {
                 t.replace(h.as_str(), "[REDACTED]")
             })
         };
-        let (bare, pool_size) = take_pool_size(url)?;
+        let (bare, pool_size, tls) = take_own_options(url)?;
         let mut config: tokio_postgres::Config = bare.parse().map_err(|e| {
             StateError::Unsupported(hide(
                 format!("the PostgreSQL state URL cannot be read: {}", describe(&e)),
@@ -340,24 +348,23 @@ impl PostgresStore {
         // Longest first, so no form is left half replaced.
         hidden.sort_by_key(|h| std::cmp::Reverse(h.len()));
         let target = target_of(&config);
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StateError::Unsupported(format!(
-                "PostgreSQL state at {target}: sslmode=require, but this build connects without TLS"
-            )));
-        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("rivulet");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if config.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(config, NoTls, recycling())
+        } else {
+            let connector = tls.connector().map_err(|e| {
+                StateError::Unsupported(format!("PostgreSQL state at {target}: {e}"))
+            })?;
+            Manager::from_config(config, connector, recycling())
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
@@ -1471,25 +1478,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pool_size_is_taken_out_of_the_url() {
+    fn own_options_are_taken_out_of_the_url() {
+        let take = |url: &str| {
+            let (url, size, tls) = take_own_options(url).unwrap();
+            (url, size, tls.mode, tls.root_cert)
+        };
         assert_eq!(
-            take_pool_size("postgres://u@h/db").unwrap(),
-            ("postgres://u@h/db".to_string(), DEFAULT_POOL_SIZE)
-        );
-        assert_eq!(
-            take_pool_size("postgres://u@h/db?pool_size=2").unwrap(),
-            ("postgres://u@h/db".to_string(), 2)
-        );
-        assert_eq!(
-            take_pool_size("postgres://u@h/db?connect_timeout=3&pool_size=8&application_name=x")
-                .unwrap(),
+            take("postgres://u@h/db"),
             (
-                "postgres://u@h/db?connect_timeout=3&application_name=x".to_string(),
-                8
+                "postgres://u@h/db?sslmode=prefer".to_string(),
+                DEFAULT_POOL_SIZE,
+                tls::Mode::Prefer,
+                None
             )
         );
-        assert!(take_pool_size("postgres://u@h/db?pool_size=0").is_err());
-        assert!(take_pool_size("postgres://u@h/db?pool_size=many").is_err());
+        assert_eq!(
+            take("postgres://u@h/db?pool_size=2&sslmode=disable"),
+            (
+                "postgres://u@h/db?sslmode=disable".to_string(),
+                2,
+                tls::Mode::Disable,
+                None
+            )
+        );
+        assert_eq!(
+            take(
+                "postgres://u@h/db?connect_timeout=3&pool_size=8&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x"
+            ),
+            (
+                "postgres://u@h/db?connect_timeout=3&application_name=x&sslmode=require"
+                    .to_string(),
+                8,
+                tls::Mode::VerifyFull,
+                Some(std::path::PathBuf::from("/etc/ca.pem"))
+            )
+        );
+        assert!(take_own_options("postgres://u@h/db?pool_size=0").is_err());
+        assert!(take_own_options("postgres://u@h/db?pool_size=many").is_err());
+        let e = take_own_options("postgres://u@h/db?sslmode=verify").unwrap_err();
+        assert!(e.to_string().contains("verify-full"), "{e}");
     }
 
     #[test]
