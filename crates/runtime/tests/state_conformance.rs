@@ -241,6 +241,7 @@ conformance!(
     postgres_only: [
         migrations_run_concurrently_end_at_one_version,
         tls_modes_do_what_libpq_promises,
+        the_skew_between_this_clock_and_the_databases_is_measured,
     ],
 );
 
@@ -1489,6 +1490,25 @@ async fn tls_modes_do_what_libpq_promises(place: Place) {
             "verify-full by the certificate's name"
         );
     }
+}
+
+/// Leases lapse by the runners' clocks, so a store measures how far its host's is from the
+/// database's when it connects (and warns past a second).
+async fn the_skew_between_this_clock_and_the_databases_is_measured(place: Place) {
+    let store = PostgresStore::connect(&place.location, rivulet_http::clock::system())
+        .await
+        .unwrap();
+    let skew = store.clock_skew().expect("measured");
+    assert!(
+        skew.abs() < chrono::TimeDelta::seconds(1),
+        "the same machine: {skew}"
+    );
+    let ahead = manual("2099-01-01T00:00:00Z");
+    let store = PostgresStore::connect(&place.location, ahead)
+        .await
+        .unwrap();
+    let skew = store.clock_skew().expect("measured");
+    assert!(skew > chrono::TimeDelta::days(365 * 50), "{skew}");
 }
 
 async fn foreign_or_newer_state_is_refused(place: Place) {

@@ -141,6 +141,11 @@ const MAX_POOL_SIZE: usize = 32;
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long opening a connection may take, unless the URL says `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Leases lapse by the runners' clocks: past this much disagreement with the database's clock
+/// a runner says so (two runners whose clocks differ by more see a lease lapse at different
+/// instants, and the one ahead takes work over early; fencing keeps its commits safe, but the
+/// work runs twice for a while).
+const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// Serialises migrations (with the schema's name as the second key).
 const MIGRATION_LOCK: &str = "rivulet state migration";
 
@@ -153,6 +158,8 @@ pub struct PostgresStore {
     hidden: Vec<String>,
     /// Stamps rows (`updated_at`, `failed_at`) and times leases.
     clock: SharedClock,
+    /// How far this host's clock was ahead of the database's when the store connected.
+    clock_skew: Option<chrono::TimeDelta>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -371,14 +378,47 @@ impl PostgresStore {
             .wait_timeout(Some(WAIT_TIMEOUT))
             .build()
             .map_err(|e| StateError::Backend(format!("PostgreSQL state at {target}: {e}")))?;
-        let store = PostgresStore {
+        let mut store = PostgresStore {
             pool,
             target,
             hidden,
             clock,
+            clock_skew: None,
         };
         store.guard(store.migrate()).await?;
+        store.clock_skew = store.measure_clock_skew().await;
+        if let Some(skew) = store.clock_skew
+            && skew.abs() > MAX_CLOCK_SKEW
+        {
+            tracing::warn!(
+                state = %store.target,
+                skew_ms = skew.num_milliseconds(),
+                "this host's clock differs from the database's: leases lapse by the runners' clocks, so keep every runner's host in sync (NTP), or runners will take work over early"
+            );
+        }
         Ok(store)
+    }
+
+    /// How far this host's clock was ahead of the database's when the store connected
+    /// (negative: behind), to within half a round trip.
+    pub fn clock_skew(&self) -> Option<chrono::TimeDelta> {
+        self.clock_skew
+    }
+
+    /// This host's clock minus the database's, read between two looks at this host's.
+    async fn measure_clock_skew(&self) -> Option<chrono::TimeDelta> {
+        let c = self.pool.get().await.ok()?;
+        let before = self.clock.now();
+        let row = c
+            .query_typed_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                &[],
+            )
+            .await
+            .ok()?;
+        let after = self.clock.now();
+        let database = DateTime::from_timestamp_millis(row.try_get::<_, i64>(0).ok()?)?;
+        Some(before + (after - before) / 2 - database)
     }
 
     /// Where the store lives (without the password).
