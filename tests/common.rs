@@ -173,3 +173,27 @@ impl Drop for Service {
         let _ = self.child.wait();
     }
 }
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes; says whether it held. For
+/// waiting on an event in another process (a count reaching a mark, a file growing), with a
+/// deadline.
+pub async fn poll_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// [`poll_until`] with a minute's deadline, panicking with `what` when it passes.
+pub async fn until(what: &str, done: impl FnMut() -> bool) {
+    assert!(
+        poll_until(std::time::Duration::from_secs(60), done).await,
+        "timed out waiting for {what}"
+    );
+}

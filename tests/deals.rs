@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::rivulet;
+use common::{poll_until, rivulet};
 use rivulet_runtime::state::{FailureStatus, SqliteStore, StateStore};
 use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A flows folder wired to a sandbox, with an orders file.
 struct Workspace {
@@ -231,20 +231,6 @@ fn assert_exactly(sb: &Sandbox, orders: &[Value]) {
         assert_eq!(have, want, "the line items of {external}");
     }
 }
-
-async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn products_first_then_deals_and_line_items_in_batch_calls_on_both_api_versions() {
     for version in ["v3", "2026-03"] {

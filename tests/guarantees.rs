@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use common::Service;
+use common::{Service, until};
 use rivulet_runtime::state::{FailureStatus, RunStatus, SqliteStore, StateStore};
 use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::Value;
@@ -86,18 +86,6 @@ fn contacts_to(name: &str, action: &str) -> String {
 
 fn past(minutes: i64) -> i64 {
     chrono::Utc::now().timestamp_millis() - minutes * 60_000
-}
-
-/// Waits (polling a condition in another process, with a deadline) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + LONG;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{copy_dir, rivulet, root};
+use common::{copy_dir, poll_until, rivulet, root};
 use rivulet_runtime::state::{FailureStatus, RunStatus, SqliteStore, StateStore};
 use rivulet_sandbox::{Sandbox, SandboxConfig, SeedSpec};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A flows folder wired to a sandbox.
 struct Workspace {
@@ -124,21 +124,6 @@ fn behind(config: SandboxConfig) -> SandboxConfig {
     SandboxConfig {
         clock_offset_ms: BEHIND_MS,
         ..config
-    }
-}
-
-/// Polls `done` every 20 ms until it holds or `timeout` passes; says whether it held. For
-/// waiting on an event in another process (a count reaching a mark), with a deadline.
-async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::Service;
+use common::{Service, until};
 use rivulet_sandbox::{RateLimit, Sandbox, SandboxConfig, SeedSpec};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -126,15 +126,6 @@ fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .map(|t| t.lines().map(String::from).collect())
         .unwrap_or_default()
-}
-
-/// Polls `done` every 20 ms until it holds; panics with `what` after [`WAIT`].
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The live runners and how much work each holds.

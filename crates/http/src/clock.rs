@@ -3,8 +3,7 @@
 //!
 //! The split: **wall time** (what day and hour it is) comes from a [`Clock`]; **monotonic
 //! waits** (the throttle's window, backoff sleeps, pauses after a 429) use `tokio::time`, which
-//! tests pause and advance with `#[tokio::test(start_paused = true)]`. [`TokioClock`] joins the
-//! two: wall time that moves with tokio's (possibly simulated) clock.
+//! tests pause and advance with `#[tokio::test(start_paused = true)]`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,41 +32,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
-    }
-}
-
-/// Wall time that follows tokio's clock: the wall time when it was made plus the tokio time
-/// elapsed since. Under `start_paused = true` it advances exactly as tokio's simulated time does.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    wall: DateTime<Utc>,
-    start: tokio::time::Instant,
-}
-
-impl TokioClock {
-    /// Starts at the system's wall time.
-    pub fn new() -> Self {
-        Self::starting_at(Utc::now())
-    }
-
-    /// Starts at `wall`, now.
-    pub fn starting_at(wall: DateTime<Utc>) -> Self {
-        TokioClock {
-            wall,
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Default for TokioClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        add(self.wall, self.start.elapsed())
     }
 }
 
@@ -127,13 +91,5 @@ mod tests {
         assert_eq!(c.now(), DateTime::<Utc>::MAX_UTC);
         c.set(start);
         assert_eq!(c.now(), start);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn tokio_clock_follows_simulated_time() {
-        let start = Utc.with_ymd_and_hms(2025, 3, 1, 23, 0, 0).unwrap();
-        let c = TokioClock::starting_at(start);
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(c.now(), start + TimeDelta::hours(1));
     }
 }

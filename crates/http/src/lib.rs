@@ -21,7 +21,7 @@ pub mod retry;
 pub mod secrets;
 pub mod throttle;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{Error, StopReason};
 pub use policy::{
     DEFAULT_MAX_BODY_BYTES, Hooks, Policy, PolicyConfig, RateLimitAction, Stats, count_calls,

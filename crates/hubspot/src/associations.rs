@@ -348,11 +348,7 @@ impl Client {
                             .collect()
                     }
                 },
-                Err(Error::Api(api))
-                    if (400..500).contains(&api.status)
-                        && !matches!(api.status, 401 | 403 | 429)
-                        && items.len() > 1 =>
-                {
+                Err(Error::Api(api)) if api.refuses_the_input() && items.len() > 1 => {
                     let mut left = items;
                     let right = left.split_off(left.len() / 2);
                     let (a, b) = tokio::join!(

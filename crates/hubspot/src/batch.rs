@@ -143,7 +143,7 @@ fn status_for_category(category: &str) -> Option<u16> {
 }
 
 /// Email-like keys compare case-insensitively, as HubSpot does.
-fn norm(key: &str) -> String {
+pub(crate) fn norm(key: &str) -> String {
     key.trim().to_lowercase()
 }
 
@@ -593,10 +593,7 @@ impl Client {
                     }
                     done
                 }
-                Err(Error::Api(api))
-                    if (400..500).contains(&api.status)
-                        && !matches!(api.status, 401 | 403 | 429) =>
-                {
+                Err(Error::Api(api)) if api.refuses_the_input() => {
                     if items.len() == 1 {
                         let item = items.into_iter().next().expect("one item");
                         return vec![(item.index, WriteOutcome::Failed((*api).into()))];

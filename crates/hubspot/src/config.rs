@@ -35,15 +35,6 @@ impl ApiVersion {
             ApiVersion::V2026_03 => "2026-03",
         }
     }
-
-    /// When HubSpot stops supporting the paths this version uses, for warnings; `None` while no
-    /// end is announced.
-    pub fn unsupported_from(self) -> Option<&'static str> {
-        match self {
-            ApiVersion::V3 => Some("September 2027 (v4 associations: 30 March 2027)"),
-            ApiVersion::V2026_03 => None,
-        }
-    }
 }
 
 impl std::str::FromStr for ApiVersion {

@@ -111,6 +111,14 @@ pub struct ApiError {
     pub policy_name: Option<String>,
 }
 
+impl ApiError {
+    /// Whether HubSpot refused what was sent (a 4xx other than authentication and rate
+    /// limits): a batch refused whole is split until the refused inputs stand alone.
+    pub(crate) fn refuses_the_input(&self) -> bool {
+        (400..500).contains(&self.status) && !matches!(self.status, 401 | 403 | 429)
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HubSpot {} {}", self.status, self.category)?;

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::Client;
+use crate::batch::norm;
 use crate::error::Error;
 use crate::objects::{Object, ObjectType};
 use crate::search::{Filter, FilterGroup, MAX_SEARCH_LIMIT, Operator, SearchRequest, Sort};
@@ -17,11 +18,6 @@ use crate::search::{Filter, FilterGroup, MAX_SEARCH_LIMIT, Operator, SearchReque
 pub const IN_FILTER_MAX_VALUES: usize = 100;
 /// Bytes of values in one `IN` filter at most, to keep each search request small.
 pub const IN_FILTER_MAX_BYTES: usize = 8 * 1024;
-
-/// Keys compare trimmed and case-insensitively (e-mails, domains), as HubSpot's search does.
-fn norm(v: &str) -> String {
-    v.trim().to_lowercase()
-}
 
 /// The distinct non-empty trimmed values, in first-seen order.
 fn distinct(values: &[String]) -> Vec<String> {

@@ -35,11 +35,6 @@ impl Paths {
         Paths { version }
     }
 
-    /// The version these paths belong to.
-    pub fn version(&self) -> ApiVersion {
-        self.version
-    }
-
     /// `…/objects/{type}`: list and create.
     pub fn objects(&self, object: &ObjectType) -> String {
         match self.version {

@@ -209,9 +209,10 @@ pub trait Source: Send {
     /// The next page of at most `max` items, or `None` when the source is done for this run.
     async fn next_page(&mut self, max: usize) -> Result<Option<SourcePage>, SourceError>;
 
-    /// Called once `page` is durably recorded (files it finished may now be moved away).
-    async fn committed(&mut self, page: &SourcePage) -> Result<(), SourceError> {
-        let _ = page;
+    /// Called once the page that ended at `checkpoint` is durably recorded (files it finished
+    /// may now be moved away).
+    async fn committed(&mut self, checkpoint: &Value) -> Result<(), SourceError> {
+        let _ = checkpoint;
         Ok(())
     }
 

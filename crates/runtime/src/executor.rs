@@ -66,6 +66,9 @@ pub struct FlowRuntime {
     pub change_only: bool,
     /// `rivulet plan`: instead of printing a dry run, each action says what it would do here.
     pub plan: Option<Arc<crate::connector::PlanSink>>,
+    /// What each action needs of the others for a record ([`Flow::dependencies`]), worked out
+    /// once per flow rather than per page.
+    pub deps: Vec<Dependencies>,
 }
 
 /// A page handed to [`FlowRuntime::process`].
@@ -346,7 +349,7 @@ impl FlowRuntime {
         };
         let mut marks = Vec::new();
         let mut keyed = Vec::new();
-        let plan = self.flow.dependencies();
+        let deps = &self.deps;
         let mut preparing = Vec::new();
 
         // First what the actions' writes need (a deal's line items' products), before anything
@@ -403,7 +406,7 @@ impl FlowRuntime {
 
         for (index, action) in self.actions.iter().enumerate() {
             // Which records this action writes: those whose prerequisites all succeeded.
-            let needs = &plan[index].needs;
+            let needs = &deps[index].needs;
             let mut at = Vec::with_capacity(live.len());
             let mut blocked = 0u64;
             for (p, l) in live.iter_mut().enumerate() {
@@ -453,7 +456,7 @@ impl FlowRuntime {
             let mut links: Vec<Vec<Link>> = at
                 .iter()
                 .map(|p| {
-                    plan[index]
+                    deps[index]
                         .builds_on
                         .iter()
                         .filter_map(|t| match &live[*p].steps[*t] {
@@ -634,7 +637,7 @@ impl FlowRuntime {
             // Creates that later actions build on are recorded at once, not with the page: a
             // crash between this action and those finds them in the ledger (the deal is not
             // created twice, and its line items are still made).
-            let built_on = plan[index + 1..]
+            let built_on = deps[index + 1..]
                 .iter()
                 .any(|d| d.declared && d.needs.contains(&index));
             if !self.dry_run && built_on && commit.ledger_done.len() > ledger_from {
@@ -654,7 +657,7 @@ impl FlowRuntime {
                 failed.push(self.failure(l, index, ctx, message));
                 continue;
             }
-            match self.explain(&l.steps, &plan) {
+            match self.explain(&l.steps) {
                 None => still.push(l),
                 Some((index, message)) => failed.push(self.failure(l, index, ctx, message)),
             }
@@ -778,7 +781,7 @@ impl FlowRuntime {
     /// Why a record that did not go through failed: the first action that failed for it (its
     /// error), then the other failures, and the actions with declared prerequisites that were
     /// not run because of them. `None` when every action took it.
-    fn explain(&self, steps: &[Step], plan: &[Dependencies]) -> Option<(usize, String)> {
+    fn explain(&self, steps: &[Step]) -> Option<(usize, String)> {
         let first = steps.iter().position(|s| !s.went_through())?;
         let mut text = match &steps[first] {
             Step::Failed(message) => message.clone(),
@@ -798,7 +801,7 @@ impl FlowRuntime {
                         self.flow.action_label(j)
                     ));
                 }
-                Step::Blocked(d) if plan[j].declared => {
+                Step::Blocked(d) if self.deps[j].declared => {
                     let how = if matches!(steps[*d], Step::Failed(_)) {
                         "failed"
                     } else {

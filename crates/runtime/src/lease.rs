@@ -152,7 +152,7 @@ impl HeldLease {
 
 /// How often to renew (and to look again while waiting): a third of the time to live, so two
 /// renewals can fail before the lease lapses.
-fn poll_interval(ttl: Duration) -> Duration {
+pub(crate) fn poll_interval(ttl: Duration) -> Duration {
     (ttl / 3).max(Duration::from_millis(100))
 }
 

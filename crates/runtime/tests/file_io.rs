@@ -33,7 +33,7 @@ async fn read_all(reader: &mut FileReader, max: usize) -> (Vec<Item>, Option<Val
     let mut checkpoint = None;
     while let Some(page) = reader.next_page(max).await.unwrap() {
         assert!(page.items.len() <= max);
-        reader.committed(&page).await.unwrap();
+        reader.committed(&page.checkpoint).await.unwrap();
         checkpoint = Some(page.checkpoint.clone());
         items.extend(page.items);
     }
@@ -265,7 +265,7 @@ async fn move_and_delete_happen_after_commit() {
     let page = r.next_page(1).await.unwrap().unwrap();
     assert_eq!(keys(&page.items), ["in/a.csv:2"]);
     assert!(dir.path().join("in/a.csv").exists(), "not before commit");
-    r.committed(&page).await.unwrap();
+    r.committed(&page.checkpoint).await.unwrap();
     assert!(!dir.path().join("in/a.csv").exists());
     assert!(dir.path().join("done/a.csv").exists());
     let page = r.next_page(1).await.unwrap().unwrap();
@@ -275,7 +275,7 @@ async fn move_and_delete_happen_after_commit() {
     let mut r = FileReader::new(&cfg, dir.path(), Some(page.checkpoint.clone())).unwrap();
     let page2: Page = r.next_page(10).await.unwrap().unwrap();
     assert!(page2.items.is_empty());
-    r.committed(&page2).await.unwrap();
+    r.committed(&page2.checkpoint).await.unwrap();
     assert!(dir.path().join("done/b.csv").exists());
     assert!(r.next_page(10).await.unwrap().is_none());
 

@@ -263,7 +263,7 @@ async fn read_all(reader: &mut HttpReader, max: usize) -> (Vec<Record>, Option<V
     let mut out = Vec::new();
     let mut checkpoint = None;
     while let Some(page) = reader.next_page(max).await.unwrap() {
-        reader.committed(&page).await.unwrap();
+        reader.committed(&page.checkpoint).await.unwrap();
         checkpoint = Some(page.checkpoint.clone());
         for item in page.items {
             match item {

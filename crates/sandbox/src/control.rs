@@ -123,7 +123,7 @@ async fn touch(State(s): State<Store>, Path((t, id)): Path<(String, String)>, bo
         Some(x) => Some(
             crate::props::coerce(x)
                 .and_then(|s| crate::model::parse_ts(&s))
-                .filter(|ms| ms.unsigned_abs() <= 253_402_300_799_999)
+                .filter(|ms| crate::seed::ts_in_range(i128::from(*ms)))
                 .ok_or_else(|| {
                     ApiError::validation("at must be epoch ms or ISO 8601 within years 0000-9999")
                 })?,

@@ -17,7 +17,7 @@ pub const MAX_SEED_COUNT: usize = 1_000_000;
 /// Seeded timestamps must lie within years 0000–9999 (epoch ms, either way).
 const MAX_SEED_TS: i64 = 253_402_300_799_999;
 
-fn ts_in_range(ms: i128) -> bool {
+pub(crate) fn ts_in_range(ms: i128) -> bool {
     (-i128::from(MAX_SEED_TS)..=i128::from(MAX_SEED_TS)).contains(&ms)
 }
 

@@ -372,10 +372,7 @@ fn hubspot(args: HubSpotArgs) -> anyhow::Result<ExitCode> {
             parent.display()
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::state::runtime()?;
     runtime.block_on(authorize(Setup {
         args,
         client_id,

@@ -1062,10 +1062,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             shown_paths.join(", ")
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::state::runtime()?;
     let write = args.write;
     let sandbox = args.sandbox;
     let reports = runtime.block_on(async {

@@ -119,12 +119,7 @@ pub(crate) fn load_flow(path: &Path) -> anyhow::Result<Result<LoadedFlow, Box<Va
             return Ok(Ok(LoadedFlow {
                 name: checked.flow.name.clone(),
                 mapping: mapping.clone(),
-                // Validated just now, so it compiles.
-                when: checked
-                    .flow
-                    .when
-                    .as_deref()
-                    .and_then(|w| rivulet_mapping::Condition::compile(w).ok()),
+                when: checked.when.clone(),
                 default_mode: if checked
                     .flow
                     .actions

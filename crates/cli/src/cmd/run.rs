@@ -12,6 +12,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Where the endpoints listen unless `--listen` says: loopback only.
+const DEFAULT_LISTEN: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9464,
+));
+
 /// Formats of the `--once` summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SummaryFormat {
@@ -62,14 +68,10 @@ pub struct Args {
     #[arg(long, conflicts_with = "once")]
     watch: bool,
     /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` here while running (port 0: any
-    /// free port, logged). Loopback by default; another address only when given.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:9464",
-        conflicts_with = "no_listen"
-    )]
-    listen: std::net::SocketAddr,
+    /// free port, logged). Loopback by default (127.0.0.1:9464, not under `--once`); another
+    /// address only when given.
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_listen")]
+    listen: Option<std::net::SocketAddr>,
     /// Serve no endpoints (with `--once` none are served unless `--listen` is given).
     #[arg(long)]
     no_listen: bool,
@@ -157,10 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("rivulet: not starting: the flows are invalid");
         return Ok(ExitCode::from(1));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::state::runtime()?;
     runtime.block_on(async move {
         let mut options = RunOptions {
             once: args.once,
@@ -267,12 +266,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
 
         // Endpoints: for a service by default; for `--once` only when asked.
-        let listen_given = std::env::args().any(|a| a == "--listen" || a.starts_with("--listen="));
-        if !args.no_listen && (!args.once || listen_given) {
+        if !args.no_listen && (!args.once || args.listen.is_some()) {
             let metrics = options.metrics.clone();
-            let addr = crate::endpoints::serve(args.listen, metrics)
+            let listen = args.listen.unwrap_or(DEFAULT_LISTEN);
+            let addr = crate::endpoints::serve(listen, metrics)
                 .await
-                .with_context(|| format!("cannot serve /metrics on {} (pass --listen ADDR, or --no-listen)", args.listen))?;
+                .with_context(|| format!("cannot serve /metrics on {listen} (pass --listen ADDR, or --no-listen)"))?;
             tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz and /readyz");
         }
         tracing::info!(state = %shown, flows = validation.flows.len(), once = args.once, dry_run = args.dry_run, "running; SIGINT or SIGTERM stops after the work in hand");

@@ -79,10 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed_file: args.seed,
         ..SandboxConfig::default()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::state::runtime()?;
     runtime.block_on(async move {
         let sandbox = Sandbox::start(config).await.context("starting the sandbox")?;
         let url = sandbox.url();

@@ -273,14 +273,12 @@ pub fn build_action(
     cx: &ActionContext<'_>,
 ) -> Result<Box<dyn Action>, String> {
     Ok(match action {
-        model::Action::Hubspot(a) => Box::new(
-            hubspot::HubSpotWriter::new(
-                cx.clients.hubspot(&a.connection)?.clone(),
-                a,
-                cx.clients.hubspot_categories(&a.connection),
-            )?
-            .transfer_products_first(cx.clients.transfers_products_first(&a.connection))?,
-        ),
+        model::Action::Hubspot(a) => Box::new(hubspot::HubSpotWriter::new(
+            cx.clients.hubspot(&a.connection)?.clone(),
+            a,
+            cx.clients.hubspot_categories(&a.connection),
+            cx.clients.transfers_products_first(&a.connection),
+        )?),
         model::Action::File(a) => Box::new(file::FileWriter::new(
             a,
             cx.base_dir,

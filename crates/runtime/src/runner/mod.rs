@@ -373,10 +373,7 @@ impl Wait {
             }
             .emit(metrics);
         }
-        let reads = self.read_failures;
-        let wait = self.failed(metrics, flow, reason, Backoff::default());
-        self.read_failures = reads;
-        wait
+        self.failed(metrics, flow, reason, Backoff::default())
     }
 
     fn recovered(&mut self, metrics: &Metrics, flow: &str) {
@@ -437,24 +434,22 @@ pub(crate) fn build_flow(
         .map(|a| connectors::build_action(a, &cx))
         .collect::<Result<Vec<_>, _>>()
         .map_err(err)?;
-    // Validated already; compiled again here, where the runtime keeps them.
-    let condition = |text: &str| {
-        rivulet_mapping::Condition::compile(text).map_err(|errors| {
-            err(format!(
-                "`when`: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })
+    // Compiled by validation, which refuses a flow whose conditions do not compile.
+    let uncompiled = |what: &str| err(format!("{what} does not compile"));
+    let when = match (&flow.when, &checked.when) {
+        (Some(_), None) => return Err(uncompiled("`when`")),
+        (_, when) => when.clone(),
     };
-    let when = flow.when.as_deref().map(condition).transpose()?;
     let action_when = flow
         .actions
         .iter()
-        .map(|a| a.when().map(condition).transpose())
+        .enumerate()
+        .map(
+            |(i, a)| match (a.when(), checked.action_when.get(i).cloned().flatten()) {
+                (Some(_), None) => Err(uncompiled(&format!("action {i}'s `when`"))),
+                (_, when) => Ok(when),
+            },
+        )
         .collect::<Result<Vec<_>, _>>()?;
     Ok(FlowRuntime {
         flow: flow.clone(),
@@ -471,6 +466,7 @@ pub(crate) fn build_flow(
         action_when,
         change_only: flow.write == rivulet_spec::model::WriteMode::Changed,
         plan: options.plan.clone(),
+        deps: flow.dependencies(),
     })
 }
 
@@ -595,7 +591,7 @@ pub async fn run_watched(
         .sharing
         .as_ref()
         .map_or(Duration::from_secs(3600), |s| {
-            (s.ttl / 3).max(Duration::from_millis(100))
+            crate::lease::poll_interval(s.ttl)
         });
     let base = Shared {
         clients: loaded.shared.clients.clone(),
@@ -776,10 +772,12 @@ fn load(
         } else {
             flows.clone()
         };
+        // A group is never empty: its flows are why it exists.
+        let label = task_label(checked[0]);
         tasks.push(Task {
-            label: format!("poll of {key}"),
+            fingerprint: format!("{label}\n{}", fingerprint(&checked)),
+            label,
             flows: names,
-            fingerprint: format!("poll of {key}\n{}", fingerprint(&checked)),
             recover,
             runtimes: flows.clone(),
             make: Box::new(move |stop| {

@@ -9,7 +9,7 @@
 //! runs out.
 
 use super::{End, Shared, Wait, classify, note, pause};
-use crate::connector::{Source, SourceError};
+use crate::connector::{Source, SourceError, SourcePage};
 use crate::connectors;
 use crate::executor::{FlowRuntime, Page};
 use crate::state::{Counts, Cursor};
@@ -190,11 +190,11 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Read {
         // One page ahead: the next page is read while this one is written and recorded; the
         // source learns a page is recorded only after that (the read ahead moves nothing).
         let mut next = as_party(flow.name(), reader.next_page(PAGE)).await;
-        while let Some(page) = next.map_err(source_error)? {
+        while let Some(SourcePage { items, checkpoint }) = next.map_err(source_error)? {
             let dedupe = reader.dedupe();
             let cursor = Some(Cursor {
                 identity: identity.clone(),
-                state: page.checkpoint.clone(),
+                state: checkpoint.clone(),
             });
             let written = as_party(
                 flow.name(),
@@ -202,7 +202,7 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Read {
                     run_id,
                     &ctx,
                     Page {
-                        items: page.items.clone(),
+                        items,
                         dedupe,
                         cursor,
                     },
@@ -212,7 +212,7 @@ async fn run_source(flow: &Arc<FlowRuntime>, shared: &Shared) -> Read {
                 tokio::join!(written, as_party(flow.name(), reader.next_page(PAGE)));
             counts += written.map_err(|e| classify(flow, &e))?;
             if !flow.dry_run {
-                reader.committed(&page).await.map_err(source_error)?;
+                reader.committed(&checkpoint).await.map_err(source_error)?;
             }
             next = following;
         }

@@ -26,6 +26,30 @@ use std::sync::Arc;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// An instant as both stores keep it in text: RFC 3339, milliseconds, UTC (so both print the
+/// same).
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Epoch milliseconds `ttl` after `now`, saturating (a lease's expiry).
+fn ms_after(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
+    now.timestamp_millis()
+        .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The instant of epoch milliseconds `ms`; beyond chrono's range, the latest it has.
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Why a stored cursor that does not parse stops its flow, and the way out.
+fn unreadable_cursor(flow: &str, e: &serde_json::Error) -> String {
+    format!(
+        "the stored cursor of `{flow}` is not JSON ({e}); the flow stops rather than deliver everything again. Reset it with `rivulet cursor reset {flow} --to …`"
+    )
+}
+
 /// A state store failure. Fatal for the page at hand: nothing is acknowledged without it.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -33,9 +33,11 @@ use super::{
     LedgerState, RunRow, RunStatus, StateError, StateStore, StoredCursor, StoredFailure, UndoMark,
     Written,
 };
+use super::{from_ms, ms_after, rfc3339, unreadable_cursor};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use indexmap::IndexMap;
 use rivulet_http::SharedClock;
 use rivulet_http::secrets::{self, scrub, scrub_owned};
 use std::collections::{HashMap, HashSet};
@@ -225,19 +227,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn ms_after(now: DateTime<Utc>, ttl: Duration) -> i64 {
-    now.timestamp_millis()
-        .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 /// Free text headed for the state: scrubbed of secrets, and without NUL characters, which
 /// PostgreSQL's `text` cannot hold (one would fail the whole page's commit, again and again).
 fn stored_text(text: &str) -> String {
@@ -284,6 +273,13 @@ fn take_own_options(url: &str) -> Result<(String, usize, tls::Settings), StateEr
     let mode = format!("sslmode={}", tls.driver_mode());
     kept.push(&mode);
     Ok((format!("{base}?{}", kept.join("&")), size, tls))
+}
+
+/// `text` scrubbed of secrets and of every form of the password in `hidden`.
+fn hide(text: String, hidden: &[String]) -> String {
+    hidden.iter().fold(scrub_owned(text), |t, h| {
+        t.replace(h.as_str(), "[REDACTED]")
+    })
 }
 
 /// The password as written in the URL (percent-encoded), when there is one.
@@ -333,11 +329,6 @@ impl PostgresStore {
             secrets::register(written);
             hidden.push(written.to_string());
         }
-        let hide = |text: String, hidden: &[String]| {
-            hidden.iter().fold(scrub_owned(text), |t, h| {
-                t.replace(h.as_str(), "[REDACTED]")
-            })
-        };
         let (bare, pool_size, tls) = take_own_options(url)?;
         let mut config: tokio_postgres::Config = bare.parse().map_err(|e| {
             StateError::Unsupported(hide(
@@ -421,9 +412,17 @@ impl PostgresStore {
         Some(before + (after - before) / 2 - database)
     }
 
-    /// Where the store lives (without the password).
-    pub fn target(&self) -> &str {
-        &self.target
+    /// Runs one statement on a pooled connection; the number of rows it touched.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<u64, StateError> {
+        self.guard(async {
+            let c = self.pool.get().await?;
+            Ok::<_, Failure>(c.execute_typed(sql, params).await?)
+        })
+        .await
     }
 
     /// Runs `work`, telling its failure as a [`StateError`] without the password.
@@ -435,9 +434,7 @@ impl PostgresStore {
     }
 
     fn hide(&self, text: String) -> String {
-        self.hidden.iter().fold(scrub_owned(text), |t, h| {
-            t.replace(h.as_str(), "[REDACTED]")
-        })
+        hide(text, &self.hidden)
     }
 
     fn fail(&self, failure: Failure) -> StateError {
@@ -536,18 +533,15 @@ impl PostgresStore {
     }
 }
 
-/// The lease `name` as stored, locked for update when `lock`.
+/// The lease `name` as stored, locked until the transaction ends.
 async fn read_lease(
     c: &tokio_postgres::Transaction<'_>,
     name: &str,
-    lock: bool,
 ) -> Result<Option<Lease>, Failure> {
-    let sql = if lock {
-        "SELECT holder, pid, host, since, token, expires_ms, name FROM leases WHERE name = $1 FOR UPDATE"
-    } else {
-        "SELECT holder, pid, host, since, token, expires_ms, name FROM leases WHERE name = $1"
-    };
-    c.query_typed_opt(sql, &[(&name, Type::TEXT)])
+    c.query_typed_opt(
+        "SELECT holder, pid, host, since, token, expires_ms, name FROM leases WHERE name = $1 FOR UPDATE",
+        &[(&name, Type::TEXT)],
+    )
         .await?
         .map(|r| lease_row(&r))
         .transpose()
@@ -598,25 +592,6 @@ fn run_row(r: &Row) -> Result<RunRow, Failure> {
 const UPSERT_CURSOR: &str = "INSERT INTO cursors (flow, identity, state, updated_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (flow) DO UPDATE SET identity = excluded.identity, state = excluded.state, updated_at = excluded.updated_at";
 
-/// `items` without repeats of a key, each at its last occurrence's value (later writes win, as
-/// they do when the statements run one by one), in first-seen order.
-fn last_wins<K: std::hash::Hash + Eq + Clone, V>(
-    items: impl IntoIterator<Item = (K, V)>,
-) -> Vec<(K, V)> {
-    let mut at: HashMap<K, usize> = HashMap::new();
-    let mut out: Vec<(K, V)> = Vec::new();
-    for (k, v) in items {
-        match at.get(&k) {
-            Some(&i) => out[i].1 = v,
-            None => {
-                at.insert(k.clone(), out.len());
-                out.push((k, v));
-            }
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl StateStore for PostgresStore {
     fn shared(&self) -> bool {
@@ -637,11 +612,7 @@ impl StateStore for PostgresStore {
             };
             let state: String = row.try_get(1)?;
             let state = serde_json::from_str(&state)
-                .map_err(|e| {
-                    StateError::Corrupt(format!(
-                        "the stored cursor of `{flow}` is not JSON ({e}); the flow stops rather than deliver everything again. Reset it with `rivulet cursor reset {flow} --to …`"
-                    ))
-                })?;
+                .map_err(|e| StateError::Corrupt(unreadable_cursor(flow, &e)))?;
             Ok::<_, Failure>(Some(Cursor {
                 identity: row.try_get(0)?,
                 state,
@@ -652,21 +623,17 @@ impl StateStore for PostgresStore {
 
     async fn set_cursor(&self, flow: &str, cursor: &Cursor) -> Result<(), StateError> {
         let at = rfc3339(self.clock.now());
-        self.guard(async {
-            let c = self.pool.get().await?;
-            c.execute_typed(
-                UPSERT_CURSOR,
-                &[
-                    (&flow, Type::TEXT),
-                    (&cursor.identity, Type::TEXT),
-                    (&cursor.state.to_string(), Type::TEXT),
-                    (&at, Type::TEXT),
-                ],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
+        self.execute(
+            UPSERT_CURSOR,
+            &[
+                (&flow, Type::TEXT),
+                (&cursor.identity, Type::TEXT),
+                (&cursor.state.to_string(), Type::TEXT),
+                (&at, Type::TEXT),
+            ],
+        )
         .await
+        .map(|_| ())
     }
 
     async fn start_run(&self, flow: &str, started_at: DateTime<Utc>) -> Result<i64, StateError> {
@@ -696,21 +663,17 @@ impl StateStore for PostgresStore {
         error: Option<&str>,
     ) -> Result<(), StateError> {
         let (at, error) = (rfc3339(finished_at), error.map(stored_text));
-        self.guard(async {
-            let c = self.pool.get().await?;
-            c.execute_typed(
-                "UPDATE runs SET finished_at = $2, status = $3, error = $4 WHERE id = $1",
-                &[
-                    (&run_id, Type::INT8),
-                    (&at, Type::TEXT),
-                    (&status.as_str(), Type::TEXT),
-                    (&error, Type::TEXT),
-                ],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
+        self.execute(
+            "UPDATE runs SET finished_at = $2, status = $3, error = $4 WHERE id = $1",
+            &[
+                (&run_id, Type::INT8),
+                (&at, Type::TEXT),
+                (&status.as_str(), Type::TEXT),
+                (&error, Type::TEXT),
+            ],
+        )
         .await
+        .map(|_| ())
     }
 
     async fn delivered(
@@ -745,30 +708,18 @@ impl StateStore for PostgresStore {
     }
 
     async fn prune_delivered(&self, flow: &str, before_ms: i64) -> Result<u64, StateError> {
-        self.guard(async {
-            let c = self.pool.get().await?;
-            Ok::<_, Failure>(
-                c.execute_typed(
-                    "DELETE FROM delivered WHERE flow = $1 AND at_ms < $2",
-                    &[(&flow, Type::TEXT), (&before_ms, Type::INT8)],
-                )
-                .await?,
-            )
-        })
+        self.execute(
+            "DELETE FROM delivered WHERE flow = $1 AND at_ms < $2",
+            &[(&flow, Type::TEXT), (&before_ms, Type::INT8)],
+        )
         .await
     }
 
     async fn forget_delivered(&self, flow: &str, since_ms: i64) -> Result<u64, StateError> {
-        self.guard(async {
-            let c = self.pool.get().await?;
-            Ok::<_, Failure>(
-                c.execute_typed(
-                    "DELETE FROM delivered WHERE flow = $1 AND at_ms >= $2",
-                    &[(&flow, Type::TEXT), (&since_ms, Type::INT8)],
-                )
-                .await?,
-            )
-        })
+        self.execute(
+            "DELETE FROM delivered WHERE flow = $1 AND at_ms >= $2",
+            &[(&flow, Type::TEXT), (&since_ms, Type::INT8)],
+        )
         .await
     }
 
@@ -858,16 +809,10 @@ impl StateStore for PostgresStore {
     }
 
     async fn forget_written(&self, flow: &str) -> Result<u64, StateError> {
-        self.guard(async {
-            let c = self.pool.get().await?;
-            Ok::<_, Failure>(
-                c.execute_typed(
-                    "DELETE FROM written WHERE flow = $1",
-                    &[(&flow, Type::TEXT)],
-                )
-                .await?,
-            )
-        })
+        self.execute(
+            "DELETE FROM written WHERE flow = $1",
+            &[(&flow, Type::TEXT)],
+        )
         .await
     }
 
@@ -889,9 +834,7 @@ impl StateStore for PostgresStore {
             .map(String::as_str)
             .filter(|k| seen.insert(*k))
             .collect();
-        self.guard(async {
-            let c = self.pool.get().await?;
-            c.execute_typed(
+        self.execute(
                 "INSERT INTO ledger (flow, action, record_key, state, updated_at)
                  SELECT $1, $2, k.record_key, $4, $5 FROM unnest($3::text[]) AS k(record_key)
                  ON CONFLICT (flow, action, record_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
@@ -902,19 +845,13 @@ impl StateStore for PostgresStore {
                     (&LedgerState::Pending.as_str(), Type::TEXT),
                     (&at, Type::TEXT),
                 ],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
-        .await
+            ).await.map(|_| ())
     }
 
     async fn mark_undo(&self, flow: &str, mark: &UndoMark) -> Result<(), StateError> {
         let action = mark.action as i64;
         let text = mark.mark.to_string();
-        self.guard(async {
-            let c = self.pool.get().await?;
-            c.execute_typed(
+        self.execute(
                 "INSERT INTO undo_marks (flow, action, kind, mark) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (flow, action) DO UPDATE SET kind = excluded.kind, mark = excluded.mark",
                 &[
@@ -923,11 +860,7 @@ impl StateStore for PostgresStore {
                     (&mark.kind, Type::TEXT),
                     (&text, Type::TEXT),
                 ],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
-        .await
+            ).await.map(|_| ())
     }
 
     async fn undo_marks(&self, flow: &str) -> Result<Vec<UndoMark>, StateError> {
@@ -1054,11 +987,8 @@ impl StateStore for PostgresStore {
                 .map(|r| {
                     let flow: String = r.try_get(0)?;
                     let state: String = r.try_get(2)?;
-                    let state = serde_json::from_str(&state).map_err(|e| {
-                        StateError::Corrupt(format!(
-                            "the stored cursor of `{flow}` is not JSON ({e})"
-                        ))
-                    })?;
+                    let state = serde_json::from_str(&state)
+                        .map_err(|e| StateError::Corrupt(unreadable_cursor(&flow, &e)))?;
                     Ok(StoredCursor {
                         cursor: Cursor {
                             identity: r.try_get(1)?,
@@ -1074,16 +1004,12 @@ impl StateStore for PostgresStore {
     }
 
     async fn delete_cursor(&self, flow: &str) -> Result<(), StateError> {
-        self.guard(async {
-            let c = self.pool.get().await?;
-            c.execute_typed(
-                "DELETE FROM cursors WHERE flow = $1",
-                &[(&flow, Type::TEXT)],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
+        self.execute(
+            "DELETE FROM cursors WHERE flow = $1",
+            &[(&flow, Type::TEXT)],
+        )
         .await
+        .map(|_| ())
     }
 
     async fn leases(&self) -> Result<Vec<Lease>, StateError> {
@@ -1105,16 +1031,12 @@ impl StateStore for PostgresStore {
         ids: &[i64],
         status: FailureStatus,
     ) -> Result<(), StateError> {
-        self.guard(async {
-            let c = self.pool.get().await?;
-            c.execute_typed(
-                "UPDATE failed_records SET status = $2 WHERE id = ANY ($1)",
-                &[(&ids, Type::INT8_ARRAY), (&status.as_str(), Type::TEXT)],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
+        self.execute(
+            "UPDATE failed_records SET status = $2 WHERE id = ANY ($1)",
+            &[(&ids, Type::INT8_ARRAY), (&status.as_str(), Type::TEXT)],
+        )
         .await
+        .map(|_| ())
     }
 
     async fn acquire_lease(
@@ -1138,7 +1060,7 @@ impl StateStore for PostgresStore {
             let tx = c.transaction().await?;
             // The row, locked until this transaction ends: concurrent acquirers (and renewals)
             // of this lease queue behind it, and each sees what the one before it wrote.
-            let mut current = read_lease(&tx, name, true).await?;
+            let mut current = read_lease(&tx, name).await?;
             if current.is_none() {
                 // A first holder: a concurrent first insert makes this one wait for it, then do
                 // nothing; the row it wrote is then read (locked) and weighed like any other.
@@ -1160,7 +1082,7 @@ impl StateStore for PostgresStore {
                     tx.commit().await?;
                     return Ok(Ok(taken(1)));
                 }
-                current = read_lease(&tx, name, true).await?;
+                current = read_lease(&tx, name).await?;
             }
             let Some(current) = current else {
                 return Err(corrupt(format!(
@@ -1233,17 +1155,13 @@ impl StateStore for PostgresStore {
     }
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
-        self.guard(async {
-            let c = self.pool.get().await?;
-            // The row stays, lapsed: fencing tokens only ever grow.
-            c.execute_typed(
-                "UPDATE leases SET expires_ms = 0 WHERE name = $1 AND token = $2",
-                &[(&lease.name, Type::TEXT), (&lease.token, Type::INT8)],
-            )
-            .await?;
-            Ok::<_, Failure>(())
-        })
+        // The row stays, lapsed: fencing tokens only ever grow.
+        self.execute(
+            "UPDATE leases SET expires_ms = 0 WHERE name = $1 AND token = $2",
+            &[(&lease.name, Type::TEXT), (&lease.token, Type::INT8)],
+        )
         .await
+        .map(|_| ())
     }
 
     async fn interrupt_runs(
@@ -1253,23 +1171,17 @@ impl StateStore for PostgresStore {
         why: &str,
     ) -> Result<u64, StateError> {
         let (at, why) = (rfc3339(at), stored_text(why));
-        self.guard(async {
-            let c = self.pool.get().await?;
-            Ok::<_, Failure>(
-                c.execute_typed(
-                    "UPDATE runs SET status = $1, finished_at = $2, error = $3
+        self.execute(
+            "UPDATE runs SET status = $1, finished_at = $2, error = $3
                      WHERE status = $4 AND ($5::text[] IS NULL OR flow = ANY ($5))",
-                    &[
-                        (&RunStatus::Interrupted.as_str(), Type::TEXT),
-                        (&at, Type::TEXT),
-                        (&why, Type::TEXT),
-                        (&RunStatus::Running.as_str(), Type::TEXT),
-                        (&flows, Type::TEXT_ARRAY),
-                    ],
-                )
-                .await?,
-            )
-        })
+            &[
+                (&RunStatus::Interrupted.as_str(), Type::TEXT),
+                (&at, Type::TEXT),
+                (&why, Type::TEXT),
+                (&RunStatus::Running.as_str(), Type::TEXT),
+                (&flows, Type::TEXT_ARRAY),
+            ],
+        )
         .await
     }
 }
@@ -1387,12 +1299,12 @@ async fn apply(
         .await?;
     }
     if !commit.ledger_done.is_empty() {
-        let done = last_wins(
-            commit
-                .ledger_done
-                .iter()
-                .map(|(action, key, target)| ((*action as i64, key.as_str()), target.as_deref())),
-        );
+        // One row per record: the last of repeats wins (at its first place), as one by one would.
+        let done: IndexMap<(i64, &str), Option<&str>> = commit
+            .ledger_done
+            .iter()
+            .map(|(action, key, target)| ((*action as i64, key.as_str()), target.as_deref()))
+            .collect();
         let actions: Vec<i64> = done.iter().map(|((a, _), _)| *a).collect();
         let keys: Vec<&str> = done.iter().map(|((_, k), _)| *k).collect();
         let targets: Vec<Option<&str>> = done.iter().map(|(_, t)| *t).collect();
@@ -1432,10 +1344,11 @@ async fn apply(
     }
     if !commit.written.is_empty() {
         // One row per target: the last of repeats wins, as one by one would.
-        let mut last: HashMap<(usize, &str), &Written> = HashMap::new();
-        for (action, key, written) in &commit.written {
-            last.insert((*action, key.as_str()), written);
-        }
+        let last: IndexMap<(usize, &str), &Written> = commit
+            .written
+            .iter()
+            .map(|(action, key, written)| ((*action, key.as_str()), written))
+            .collect();
         let mut actions = Vec::with_capacity(last.len());
         let mut keys = Vec::with_capacity(last.len());
         let mut hashes = Vec::with_capacity(last.len());
@@ -1567,14 +1480,6 @@ mod tests {
         );
         assert_eq!(written_password("postgres://me@host/db"), None);
         assert_eq!(written_password("postgres://host/db"), None);
-    }
-
-    #[test]
-    fn repeats_keep_the_last_value() {
-        assert_eq!(
-            last_wins([("a", 1), ("b", 2), ("a", 3)]),
-            vec![("a", 3), ("b", 2)]
-        );
     }
 
     #[test]

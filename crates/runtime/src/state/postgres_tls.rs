@@ -94,26 +94,21 @@ impl Settings {
     /// The connector that makes TLS connections as asked (unused under `disable`).
     pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let checked = match (self.mode, &self.root_cert) {
-            (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => None,
-            (Mode::Require | Mode::VerifyCa, _) => Some(false),
-            (Mode::VerifyFull, _) => Some(true),
+        let short_of_name = |roots| -> Arc<dyn ServerCertVerifier> {
+            Arc::new(ShortOfName {
+                roots,
+                provider: Arc::clone(&provider),
+            })
         };
-        let verifier: Arc<dyn ServerCertVerifier> = match checked {
-            None => Arc::new(Unchecked(Arc::clone(&provider))),
-            Some(check_name) => {
-                let roots = Arc::new(self.roots()?);
-                if check_name {
-                    WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
-                        .build()
-                        .map_err(|e| format!("the TLS settings cannot be used: {e}"))?
-                } else {
-                    Arc::new(ChainOnly {
-                        roots,
-                        provider: Arc::clone(&provider),
-                    })
-                }
-            }
+        let verifier = match (self.mode, &self.root_cert) {
+            (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => short_of_name(None),
+            (Mode::Require | Mode::VerifyCa, _) => short_of_name(Some(Arc::new(self.roots()?))),
+            (Mode::VerifyFull, _) => WebPkiServerVerifier::builder_with_provider(
+                Arc::new(self.roots()?),
+                Arc::clone(&provider),
+            )
+            .build()
+            .map_err(|e| format!("the TLS settings cannot be used: {e}"))?,
         };
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -162,64 +157,16 @@ impl Settings {
 /// The largest `sslrootcert` file read.
 const MAX_ROOT_CERT_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Accepts any certificate (libpq's `prefer` and `require`), still checking that the server
-/// holds its key: the connection is encrypted, its peer unproven.
+/// Checks a server's certificate short of its name: against `roots` when there are some
+/// (libpq's `verify-ca`), not at all without (`prefer` and `require`: the connection is
+/// encrypted, its peer unproven). Either way the server must prove it holds the key.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Checks the chain up to a trusted authority, not the name (libpq's `verify-ca`).
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct ShortOfName {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ShortOfName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -228,14 +175,15 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            verify_server_cert_signed_by_trust_anchor(
+                &ParsedCertificate::try_from(end_entity)?,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

@@ -7,8 +7,9 @@ use super::{
     LedgerState, RunRow, RunStatus, StateError, StateStore, StoredCursor, StoredFailure, UndoMark,
     Written,
 };
+use super::{from_ms, ms_after, rfc3339, unreadable_cursor};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -141,10 +142,6 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 fn backend(e: rusqlite::Error) -> StateError {
     StateError::Backend(e.to_string())
 }
@@ -171,11 +168,6 @@ impl SqliteStore {
             path: path.to_path_buf(),
             clock,
         })
-    }
-
-    /// Where the store lives.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -337,12 +329,6 @@ fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
 
 /// Why a flow's stored cursor cannot be used, and the way out: starting afresh on its own
 /// would deliver everything again.
-fn unreadable_cursor(flow: &str, e: &serde_json::Error) -> String {
-    format!(
-        "the stored cursor of `{flow}` is not JSON ({e}); the flow stops rather than deliver everything again. Reset it with `rivulet cursor reset {flow} --to …`"
-    )
-}
-
 fn conversion(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
 }
@@ -766,8 +752,7 @@ impl StateStore for SqliteStore {
                 name,
                 holder,
                 token,
-                expires_at: DateTime::from_timestamp_millis(expires_ms)
-                    .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                expires_at: from_ms(expires_ms),
             }))
         })
         .await
@@ -788,8 +773,7 @@ impl StateStore for SqliteStore {
                 )?;
                 if n == 1 {
                     return Ok(Ok(Lease {
-                        expires_at: DateTime::from_timestamp_millis(expires_ms)
-                            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                        expires_at: from_ms(expires_ms),
                         ..lease
                     }));
                 }
@@ -1018,7 +1002,7 @@ fn lease_row(r: &rusqlite::Row<'_>, name: &str) -> rusqlite::Result<Lease> {
                 .map_err(conversion)?,
         },
         token: r.get(4)?,
-        expires_at: DateTime::from_timestamp_millis(r.get(5)?).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        expires_at: from_ms(r.get(5)?),
     })
 }
 
@@ -1029,11 +1013,6 @@ fn read_lease(c: &Connection, name: &str) -> rusqlite::Result<Option<Lease>> {
         |r| lease_row(r, name),
     )
     .optional()
-}
-
-fn ms_after(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
-    now.timestamp_millis()
-        .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn upsert_cursor(conn: &Connection, flow: &str, cursor: &Cursor, at: &str) -> rusqlite::Result<()> {

@@ -144,18 +144,6 @@ pub const CATEGORY_PROPERTIES: [(&str, &str); 2] = [
     ("contact_category_property", "contact"),
 ];
 
-impl HubSpotConnection {
-    /// The category property configured for `object` (`company` or `contact`, singular or
-    /// plural), if any.
-    pub fn category_property(&self, object: &str) -> Option<&str> {
-        match canonical_object(object)? {
-            "company" => self.company_category_property.as_deref(),
-            "contact" => self.contact_category_property.as_deref(),
-            _ => None,
-        }
-    }
-}
-
 /// Whether `name` can be a HubSpot property's internal name: lower-case letters, digits and
 /// underscores, starting with a letter.
 pub fn is_property_name(name: &str) -> bool {

@@ -56,11 +56,6 @@ impl Duration {
         }
         Ok(Duration(parsed))
     }
-
-    /// The duration in whole milliseconds (it never exceeds [`Duration::MAX`], so this fits).
-    pub fn as_millis_i64(self) -> i64 {
-        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
-    }
 }
 
 /// The units the JSON Schema's pattern allows; humantime also reads months and years, whose

@@ -21,7 +21,7 @@ use crate::schema;
 use crate::structure;
 use crate::yaml::{Node, Step};
 use indexmap::IndexMap;
-use rivulet_mapping::{FieldSpec, FieldType, Mapping};
+use rivulet_mapping::{Condition, FieldSpec, FieldType, Mapping};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +53,10 @@ pub struct CheckedFlow {
     pub flow: Flow,
     /// Its compiled mapping, when it compiled.
     pub mapping: Option<Mapping>,
+    /// Its compiled `when:`, when it has one and it compiled.
+    pub when: Option<Condition>,
+    /// Each action's compiled `when:`, by index (`None`: none, or it did not compile).
+    pub action_when: Vec<Option<Condition>>,
     /// Search calls per day its trigger costs on its own, for triggers.
     pub calls_per_day: Option<u64>,
 }
@@ -728,41 +732,42 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
     }
 
     let mapping = check_mapping(c, &flow);
-    shape::check_flow(c, &flow, mapping.as_ref());
 
     // `when:` conditions compile like the mapping, at validate time, and read only what the
     // records have (as the mapping's reads are checked).
-    let record_shape = shape::shape_of(c, &flow);
     let mut condition_reads = Vec::new();
-    if let Some(when) = flow.when.as_deref()
-        && let Some(condition) = check_condition(c, &[], when)
-    {
+    let when = flow
+        .when
+        .as_deref()
+        .and_then(|when| check_condition(c, &[], when));
+    if let Some(condition) = &when {
         condition_reads.extend(shape::condition_reads(
             "when",
             vec![Step::Key("when".into())],
-            &condition,
+            condition,
         ));
     }
+    let mut action_when = Vec::with_capacity(flow.actions.len());
     for (i, action) in flow.actions.iter().enumerate() {
-        if let Some(when) = action.when() {
+        let condition = action.when().and_then(|when| {
             let mut at = c.scoped(&[Step::Key("actions".into()), Step::Index(i)]);
-            if let Some(condition) = check_condition(&mut at, &[action.kind()], when) {
-                condition_reads.extend(shape::condition_reads(
-                    &format!("action {i} `when`"),
-                    vec![
-                        Step::Key("actions".into()),
-                        Step::Index(i),
-                        Step::Key(action.kind().into()),
-                        Step::Key("when".into()),
-                    ],
-                    &condition,
-                ));
-            }
+            check_condition(&mut at, &[action.kind()], when)
+        });
+        if let Some(condition) = &condition {
+            condition_reads.extend(shape::condition_reads(
+                &format!("action {i} `when`"),
+                vec![
+                    Step::Key("actions".into()),
+                    Step::Index(i),
+                    Step::Key(action.kind().into()),
+                    Step::Key("when".into()),
+                ],
+                condition,
+            ));
         }
+        action_when.push(condition);
     }
-    if let Some(record_shape) = &record_shape {
-        shape::check_reads(c, record_shape, &condition_reads);
-    }
+    shape::check_flow(c, &flow, mapping.as_ref(), condition_reads);
 
     for (i, action) in flow.actions.iter().enumerate() {
         let mut at = c.scoped(&[Step::Key("actions".into()), Step::Index(i)]);
@@ -794,6 +799,8 @@ fn check_flow(c: &mut Checker<'_>, flow: Flow) -> CheckedFlow {
         file: c.file().to_path_buf(),
         flow,
         mapping,
+        when,
+        action_when,
         calls_per_day,
     }
 }

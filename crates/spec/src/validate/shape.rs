@@ -91,13 +91,17 @@ pub(crate) struct ReadAt {
     pub read: RecordRead,
 }
 
-/// Checks every read of `flow` (its mapping, compiled as `mapping`, and its actions' templates)
-/// against the shape of its records, when that is known.
-pub(crate) fn check_flow(c: &mut Checker<'_>, flow: &Flow, mapping: Option<&Mapping>) {
+/// Checks every read of `flow` (its mapping, compiled as `mapping`, its actions' templates and
+/// `more`, its conditions' reads) against the shape of its records, when that is known.
+pub(crate) fn check_flow(
+    c: &mut Checker<'_>,
+    flow: &Flow,
+    mapping: Option<&Mapping>,
+    mut reads: Vec<ReadAt>,
+) {
     let Some(shape) = shape_of(c, flow) else {
         return;
     };
-    let mut reads = Vec::new();
     if let Some(m) = mapping {
         reads.extend(mapping_reads(m, &flow.mapping));
     }
@@ -128,7 +132,6 @@ pub(crate) fn mapping_reads(mapping: &Mapping, spec: &MappingSpec) -> Vec<ReadAt
 /// The reads of a compiled `when:` condition whose string is at `at` (from the flow's root,
 /// e.g. `[when]` or `[actions, 2, hubspot, when]`), for [`check_reads`]; `label` names it in
 /// messages (`` `when` ``, ``` `when` of action 2 ```).
-#[allow(dead_code)] // For the `when:` checks, which are wired in separately.
 pub(crate) fn condition_reads(
     label: &str,
     at: Vec<Step>,

@@ -159,9 +159,9 @@ impl Source for FileReader {
         self.blocking(move |r| r.next_page(max)).await
     }
 
-    async fn committed(&mut self, page: &Page) -> Result<(), SourceError> {
-        let page = page.clone();
-        self.blocking(move |r| r.committed(&page)).await
+    async fn committed(&mut self, checkpoint: &Value) -> Result<(), SourceError> {
+        let checkpoint = checkpoint.clone();
+        self.blocking(move |r| r.committed(checkpoint)).await
     }
 }
 
@@ -286,11 +286,11 @@ impl Reader {
 
     /// Called once the page's outcomes and checkpoint are durably recorded: files the page
     /// finished are now moved or deleted (`after_read`).
-    fn committed(&mut self, page: &Page) -> Result<(), SourceError> {
+    fn committed(&mut self, checkpoint: Value) -> Result<(), SourceError> {
         if self.after_read == AfterRead::Keep || self.finished.is_empty() {
             return Ok(());
         }
-        let state: State = serde_json::from_value(page.checkpoint.clone())
+        let state: State = serde_json::from_value(checkpoint)
             .map_err(|e| SourceError::Checkpoint(e.to_string()))?;
         let mut rest = Vec::new();
         for (rel, full) in std::mem::take(&mut self.finished) {

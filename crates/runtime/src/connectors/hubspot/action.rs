@@ -46,9 +46,8 @@ pub struct HubSpotWriter {
     batch_size: usize,
     /// The connection's category properties, read once per run and shared by its flows.
     categories: Option<Arc<Categories>>,
-    /// The action as written (line items are built from it once the connection's
-    /// `transfer_products_first` is known).
-    settings: HubSpotAction,
+    /// The mapped fields it sends (`properties`; `None`: every one).
+    only: Option<Vec<String>>,
     /// Line items of a deal (`object: line_item` created on the deal of `associate_with`).
     items: Option<Items>,
 }
@@ -63,11 +62,14 @@ enum Target {
 
 impl HubSpotWriter {
     /// A writer for one `hubspot` action (validated beforehand, so templates compile);
-    /// `categories`: the connection's category properties, if it names any.
+    /// `categories`: the connection's category properties, if it names any;
+    /// `transfer_products_first`: the connection's switch (line items' missing products are
+    /// created before the deals; otherwise a line item without a product fails its record).
     pub fn new(
         client: Client,
         action: &HubSpotAction,
         categories: Option<Arc<Categories>>,
+        transfer_products_first: bool,
     ) -> Result<HubSpotWriter, String> {
         let object: ObjectType = action
             .object
@@ -95,16 +97,9 @@ impl HubSpotWriter {
             create_if_missing: action.create_if_missing,
             batch_size: action.batch_size.clamp(1, 100) as usize,
             categories: categories.filter(|c| !c.is_empty()),
-            items: Items::new(action, false)?,
-            settings: action.clone(),
+            items: Items::new(action, transfer_products_first)?,
+            only: action.properties.clone(),
         })
-    }
-
-    /// Takes the connection's `transfer_products_first`: whether line items' missing products
-    /// are created before the deals (otherwise a line item without a product fails its record).
-    pub fn transfer_products_first(mut self, on: bool) -> Result<HubSpotWriter, String> {
-        self.items = Items::new(&self.settings, on)?;
-        Ok(self)
     }
 
     /// Associates each record written (`outcomes[i]` done) with what `links[i]` names: one batch
@@ -338,8 +333,7 @@ impl HubSpotWriter {
         let mut upserts = Vec::new();
         let mut by_id = Vec::new();
         for (i, p) in batch.iter().enumerate() {
-            let input = match properties(p, category.as_ref(), self.settings.properties.as_deref())
-            {
+            let input = match properties(p, category.as_ref(), self.only.as_deref()) {
                 Ok(properties) => WriteInput {
                     properties,
                     associations: Vec::new(),
@@ -510,7 +504,7 @@ impl Action for HubSpotWriter {
             Ok(c) => c,
             Err(reason) => return vec![Planned::WouldFail { reason }; batch.len()],
         };
-        let only = self.settings.properties.as_deref();
+        let only = self.only.as_deref();
         // Each record: its properties as sent, and where they go.
         let mut wanted: Vec<Result<(IndexMap<String, String>, Target), String>> = batch
             .iter()
@@ -644,7 +638,7 @@ impl Action for HubSpotWriter {
             Target::UpsertById(Some(id)) => (format!("id:{id}"), Vec::new()),
             Target::UpsertById(None) | Target::Create => return None,
         };
-        let only = self.settings.properties.as_deref();
+        let only = self.only.as_deref();
         let fields = p
             .fields
             .keys()
@@ -694,7 +688,7 @@ impl Action for HubSpotWriter {
         if let Some(items) = &self.items {
             return items.preview(record, ctx);
         }
-        let only = self.settings.properties.as_deref();
+        let only = self.only.as_deref();
         Value::Object(
             record
                 .fields
