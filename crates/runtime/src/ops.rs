@@ -95,14 +95,23 @@ pub async fn replay(
         .await?;
     let ctx = rivulet_mapping::Context::new(flow, run_id.to_string(), started);
     let mut result = Ok(Counts::default());
+    // How many entries the recorded pages carried: theirs are settled (resolved, or replayed
+    // with a new failed entry), whatever happens to the pages after them.
+    let mut recorded = 0;
     // A page at a time, as a run reads them.
-    for page in items.chunks(200) {
+    let mut items = items.into_iter();
+    loop {
+        let page: Vec<Item> = items.by_ref().take(200).collect();
+        if page.is_empty() {
+            break;
+        }
+        let len = page.len();
         match runtime
             .process(
                 run_id,
                 &ctx,
                 Page {
-                    items: page.to_vec(),
+                    items: page,
                     dedupe: false,
                     cursor: None,
                 },
@@ -110,6 +119,7 @@ pub async fn replay(
             .await
         {
             Ok(c) => {
+                recorded += len;
                 if let Ok(total) = &mut result {
                     *total += c;
                 }
@@ -137,7 +147,7 @@ pub async fn replay(
             // Nothing of the unrecorded pages happened: their entries are failed as before.
             let open: Vec<i64> = store
                 .find_failures(&crate::state::FailureFilter {
-                    ids: Some(ids),
+                    ids: Some(ids[recorded..].to_vec()),
                     status: Some(FailureStatus::Replayed),
                     limit: usize::MAX >> 1,
                     ..Default::default()
