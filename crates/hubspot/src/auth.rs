@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use rivulet_http::secrets::{register, scrub_owned};
 use rivulet_http::{Hooks, Policy, PolicyConfig, Request, RetryPolicy, StopReason, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -48,7 +49,20 @@ pub(crate) struct Token {
 }
 
 impl TokenSource {
+    /// The source of `config`'s credentials, each registered as a secret, so whatever a server
+    /// echoes of them is scrubbed wherever it goes (as are the tokens it is given later).
     pub(crate) fn new(config: &crate::ClientConfig) -> Result<Self, Error> {
+        match &config.auth {
+            crate::Auth::Token(t) => register(t.expose_secret()),
+            crate::Auth::OAuth {
+                client_secret,
+                refresh_token,
+                ..
+            } => {
+                register(client_secret.expose_secret());
+                register(refresh_token.expose_secret());
+            }
+        }
         Ok(match &config.auth {
             crate::Auth::Token(t) => TokenSource::Static(t.clone()),
             crate::Auth::OAuth {
@@ -95,33 +109,6 @@ impl TokenSource {
             TokenSource::OAuth(o) => o.token(Some(rejected)).await,
         }
     }
-
-    /// Replaces every secret this source knows in `text`, in case a server echoes one back.
-    pub(crate) async fn scrub(&self, text: String) -> String {
-        let mut secrets: Vec<SecretString> = Vec::new();
-        match self {
-            TokenSource::Static(t) => secrets.push(t.clone()),
-            TokenSource::OAuth(o) => {
-                secrets.push(o.client_secret.clone());
-                let st = o.state.lock().await;
-                secrets.push(st.refresh_token.clone());
-                if let Some((a, _)) = &st.access {
-                    secrets.push(a.clone());
-                }
-            }
-        }
-        scrub_with(text, &secrets)
-    }
-}
-
-pub(crate) fn scrub_with(mut text: String, secrets: &[SecretString]) -> String {
-    for s in secrets {
-        let s = s.expose_secret();
-        if !s.is_empty() && text.contains(s) {
-            text = text.replace(s, "[REDACTED]");
-        }
-    }
-    text
 }
 
 /// Refresh this long before expiry: a fifth of the lifetime, at most five minutes, so a token
@@ -189,17 +176,16 @@ impl OAuth {
         let fresh = self.refresh(&st.refresh_token).await;
         let fresh = match fresh {
             Ok(f) => f,
-            Err(Error::Auth(msg)) => {
-                let secrets = [self.client_secret.clone(), st.refresh_token.clone()];
-                return Err(Error::Auth(scrub_with(msg, &secrets)));
-            }
+            Err(Error::Auth(msg)) => return Err(Error::Auth(scrub_owned(msg))),
             Err(e) => return Err(e),
         };
         let lifetime = Duration::from_secs(fresh.expires_in);
+        register(&fresh.access_token);
         let access = SecretString::from(fresh.access_token);
         st.access = Some((access.clone(), Instant::now() + lifetime - margin(lifetime)));
         // HubSpot may rotate the refresh token; keep whichever it sends last.
         if let Some(rt) = fresh.refresh_token.filter(|t| !t.is_empty()) {
+            register(&rt);
             st.refresh_token = SecretString::from(rt);
         }
         Ok(Token {
@@ -260,14 +246,5 @@ mod tests {
     fn margin_is_a_fifth_capped() {
         assert_eq!(margin(Duration::from_secs(1800)), Duration::from_secs(300));
         assert_eq!(margin(Duration::from_secs(10)), Duration::from_secs(2));
-    }
-
-    #[test]
-    fn scrub_replaces_secrets() {
-        let s = scrub_with(
-            "echo SENTINEL-123 back".into(),
-            &[SecretString::from("SENTINEL-123")],
-        );
-        assert_eq!(s, "echo [REDACTED] back");
     }
 }

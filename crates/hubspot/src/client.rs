@@ -287,7 +287,7 @@ impl Client {
             },
             Http::Transport { kind, message, .. } => Error::Transport {
                 kind,
-                message: self.inner.tokens.scrub(message).await,
+                message: rivulet_http::secrets::scrub_owned(message),
             },
             // The answer came (a create happened) but was not read: as ambiguous as a lost one.
             Http::TooLarge { limit, .. } => Error::Transport {
@@ -309,7 +309,7 @@ impl Client {
 
     async fn api_error(&self, status: u16, body: &[u8]) -> Error {
         let mut e = parse_error_body(status, body);
-        e.message = self.inner.tokens.scrub(e.message).await;
+        e.message = rivulet_http::secrets::scrub_owned(e.message);
         Error::Api(Box::new(e))
     }
 

@@ -84,6 +84,12 @@ impl Error {
         }
     }
 
+    /// Whether HubSpot could not take the request now (down, overloaded, rate limited): the
+    /// same request may succeed later, unlike one HubSpot refused.
+    pub fn is_transient(&self) -> bool {
+        transient(self.status(), self.category())
+    }
+
     /// True for a 404 from HubSpot.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Api(e) if e.status == 404)
@@ -330,7 +336,20 @@ pub struct RecordError {
     pub context: BTreeMap<String, Vec<String>>,
 }
 
+/// The rule of [`Error::is_transient`] and [`RecordError::is_transient`]: a timeout, a rate
+/// limit or a server error, by status or by category.
+fn transient(status: Option<u16>, category: &str) -> bool {
+    matches!(status, Some(408 | 429 | 500..=599))
+        || matches!(category, "TRANSPORT" | "RATE_LIMIT" | "DAILY_LIMIT")
+}
+
 impl RecordError {
+    /// Whether this record's failure is HubSpot's momentary state rather than a refusal of
+    /// the record ([`Error::is_transient`]'s rule).
+    pub fn is_transient(&self) -> bool {
+        transient(self.status, &self.category)
+    }
+
     /// The properties HubSpot named in the error's `context` (`propertyName` and kin, and the
     /// `errors[]` details' ones), e.g. the missing ones of a conditionally required rule.
     pub fn property_names(&self) -> Vec<&str> {

@@ -12,10 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::Client;
-use crate::auth::{TokenSource, scrub_with};
+use crate::auth::TokenSource;
 use crate::client::Call;
 use crate::config::{DEFAULT_AUTHORIZE_URL, DEFAULT_TOKEN_URL};
 use crate::error::{Error, parse_error_body};
+use rivulet_http::secrets::scrub_owned;
 
 /// An OAuth app: what its token endpoint needs to know who asks.
 #[derive(Debug, Clone)]
@@ -173,16 +174,12 @@ pub async fn exchange_code(
         code,
         redirect_uri,
     };
-    let secrets = [app.client_secret.clone(), code.clone()];
     let refused = |status: u16, body: &[u8]| {
         let e = parse_error_body(status, body);
-        Error::Auth(scrub_with(
-            format!(
-                "token endpoint answered {status}: {} (a code works once and expires within minutes: authorize again; check the client id, secret and redirect URI)",
-                e.message
-            ),
-            &secrets,
-        ))
+        Error::Auth(scrub_owned(format!(
+            "token endpoint answered {status}: {} (a code works once and expires within minutes: authorize again; check the client id, secret and redirect URI)",
+            e.message
+        )))
     };
     let answer = match policy.send_with(&request, &mut grant).await {
         Ok(answer) => answer,
@@ -191,7 +188,7 @@ pub async fn exchange_code(
         }
         Err(rivulet_http::Error::RateLimited { body, .. }) => return Err(refused(429, &body)),
         Err(rivulet_http::Error::Config(m)) => return Err(Error::Config(m)),
-        Err(other) => return Err(Error::Auth(scrub_with(other.to_string(), &secrets))),
+        Err(other) => return Err(Error::Auth(scrub_owned(other.to_string()))),
     };
     let parsed: GrantAnswer = serde_json::from_slice(&answer.body)
         .map_err(|e| Error::Auth(format!("token endpoint answered an unreadable body: {e}")))?;
@@ -248,7 +245,7 @@ impl Client {
         };
         let info: InfoAnswer = match self.send_json(&call).await {
             Ok(info) => info,
-            Err(e) => return Err(scrub_error(e, &[token.value])),
+            Err(e) => return Err(scrub_error(e)),
         };
         Ok(TokenInfo {
             scopes: info.scopes,
@@ -262,18 +259,18 @@ impl Client {
 
 /// An error about a call whose path held a token: the path (named by decode errors) is
 /// dropped, and the token scrubbed from any message.
-fn scrub_error(e: Error, secrets: &[SecretString]) -> Error {
+fn scrub_error(e: Error) -> Error {
     match e {
         Error::Decode { message, .. } => Error::Decode {
             what: "the token description".into(),
-            message: scrub_with(message, secrets),
+            message: scrub_owned(message),
         },
         Error::Transport { kind, message } => Error::Transport {
             kind,
-            message: scrub_with(message, secrets),
+            message: scrub_owned(message),
         },
         Error::Api(mut api) => {
-            api.message = scrub_with(std::mem::take(&mut api.message), secrets);
+            api.message = scrub_owned(std::mem::take(&mut api.message));
             Error::Api(api)
         }
         other => other,

@@ -97,6 +97,18 @@ pub enum HttpError {
     },
 }
 
+impl HttpError {
+    /// Whether the API could not take the request now (unreachable, a timeout, a rate limit,
+    /// a server error): the same request may succeed later, unlike one it refused.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HttpError::Transport { .. } => true,
+            HttpError::Status { status, .. } => matches!(status, 408 | 429 | 500..),
+            _ => false,
+        }
+    }
+}
+
 fn attempts_text(attempts: u32) -> String {
     if attempts > 1 {
         format!(" (after {attempts} attempts)")

@@ -13,14 +13,10 @@ pub use source::HttpReader;
 impl From<HttpError> for crate::connector::SourceError {
     fn from(e: HttpError) -> Self {
         use crate::connector::SourceError;
-        match &e {
-            HttpError::Transport { .. } => SourceError::Unavailable(Box::new(e)),
-            HttpError::Status { status, .. }
-                if *status == 408 || *status == 429 || *status >= 500 =>
-            {
-                SourceError::Unavailable(Box::new(e))
-            }
-            _ => SourceError::Remote(Box::new(e)),
+        if e.is_transient() {
+            SourceError::Unavailable(Box::new(e))
+        } else {
+            SourceError::Remote(Box::new(e))
         }
     }
 }

@@ -249,10 +249,7 @@ fn id_of(body: &Value) -> Option<String> {
 /// idempotency keys).
 fn outcome_of_error(e: HttpError) -> ActionOutcome {
     match e {
-        HttpError::Transport { .. } => ActionOutcome::transient(e.to_string()),
-        HttpError::Status { status, .. } if status == 408 || status == 429 || status >= 500 => {
-            ActionOutcome::transient(e.to_string())
-        }
+        e if e.is_transient() => ActionOutcome::transient(e.to_string()),
         // A success whose body is not JSON, or too large to read: written all the same.
         HttpError::NotJson { status, .. } | HttpError::TooLarge { status, .. }
             if (200..300).contains(&status) =>

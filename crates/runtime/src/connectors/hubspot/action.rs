@@ -145,7 +145,7 @@ impl HubSpotWriter {
                 if !outcomes[*i].is_done() {
                     continue;
                 }
-                outcomes[*i] = if is_transient(&e) {
+                outcomes[*i] = if e.is_transient() {
                     ActionOutcome::transient(format!("HubSpot: associating with {action}: {e}"))
                 } else {
                     ActionOutcome::failed(format!(
@@ -755,7 +755,7 @@ fn convert(outcome: WriteOutcome) -> ActionOutcome {
         WriteOutcome::Created { id } | WriteOutcome::Updated { id } => {
             ActionOutcome::Done { id: Some(id) }
         }
-        WriteOutcome::Failed(e) if is_transient(&e) => {
+        WriteOutcome::Failed(e) if e.is_transient() => {
             ActionOutcome::transient(format!("HubSpot: {e}"))
         }
         WriteOutcome::Failed(e) => ActionOutcome::failed(e.to_string()),
@@ -763,14 +763,4 @@ fn convert(outcome: WriteOutcome) -> ActionOutcome {
             ActionOutcome::transient(format!("HubSpot's answer was lost: {reason}"))
         }
     }
-}
-
-/// Whether HubSpot refused for load or could not be reached (the page waits and comes again),
-/// rather than refusing the record on its merits.
-pub(super) fn is_transient(e: &rivulet_hubspot::RecordError) -> bool {
-    matches!(e.status, Some(429 | 408 | 500..=599))
-        || matches!(
-            e.category.as_str(),
-            "TRANSPORT" | "RATE_LIMIT" | "DAILY_LIMIT"
-        )
 }

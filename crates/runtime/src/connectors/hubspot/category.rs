@@ -204,8 +204,7 @@ async fn read(client: &Client, w: &Wanted) -> Result<Category, CategoryError> {
             key: w.key,
         }),
         Err(e) => {
-            let transient = matches!(e.status(), Some(408 | 429 | 500..=599))
-                || matches!(e.category(), "TRANSPORT" | "RATE_LIMIT" | "DAILY_LIMIT");
+            let transient = e.is_transient();
             Err(CategoryError::Unreadable {
                 object: w.singular,
                 property: w.property.clone(),

@@ -16,7 +16,6 @@
 //! batch read per 100 line items) and only the missing ones are created — a line item counts as there when one of the
 //! deal's has the same product and quantity.
 
-use super::action::is_transient;
 use crate::connector::Link;
 use crate::record::{ActionOutcome, Prepared};
 use chrono::{DateTime, Utc};
@@ -309,12 +308,12 @@ impl Items {
                     "{which}: HubSpot has no product with this SKU (`hs_sku`); create it in HubSpot, or set `transfer_products_first: true` on connection `{}` to create missing products before the deal",
                     self.connection
                 )),
-                Some(Product::CreateFailed(e)) if is_transient(e) => {
+                Some(Product::CreateFailed(e)) if e.is_transient() => {
                     return Err(ActionOutcome::transient(format!(
                         "HubSpot: creating the product of SKU `{sku}`: {e}"
                     )));
                 }
-                Some(Product::LookupFailed(e)) if is_transient(e) => {
+                Some(Product::LookupFailed(e)) if e.is_transient() => {
                     return Err(ActionOutcome::transient(format!(
                         "HubSpot: looking up products by SKU: {e}"
                     )));
@@ -403,7 +402,7 @@ impl Items {
         let existing = match existing_items(client, &older).await {
             Ok(e) => e,
             Err(e) => {
-                let outcome = if is_transient(&e) {
+                let outcome = if e.is_transient() {
                     ActionOutcome::transient(format!(
                         "HubSpot: reading the line items deals already have: {e}"
                     ))
@@ -478,7 +477,7 @@ impl Items {
                     (None, Some(WriteOutcome::Created { id } | WriteOutcome::Updated { id })) => {
                         Ok(id.clone())
                     }
-                    (None, Some(WriteOutcome::Failed(e))) if is_transient(e) => {
+                    (None, Some(WriteOutcome::Failed(e))) if e.is_transient() => {
                         Err(ActionOutcome::transient(format!("HubSpot: {e}")))
                     }
                     (None, Some(WriteOutcome::Failed(e))) => {

@@ -136,9 +136,7 @@ impl Source for HubSpotReader {
     /// HubSpot decides the page size (100 listed, 200 searched).
     async fn next_page(&mut self, _max: usize) -> Result<Option<SourcePage>, SourceError> {
         self.read_page().await.map_err(|e| {
-            let down = matches!(e.status(), Some(408 | 429 | 500..=599))
-                || matches!(e.category(), "TRANSPORT" | "RATE_LIMIT" | "DAILY_LIMIT");
-            if down {
+            if e.is_transient() {
                 SourceError::Unavailable(Box::new(e))
             } else {
                 SourceError::Remote(Box::new(e))
