@@ -11,11 +11,9 @@
 //! state.
 
 use super::state::{Format, StateArgs, hold, runtime};
-use crate::exit;
 use rivulet_runtime::ops::{self, ResetTo};
 use rivulet_runtime::runner::RunOptions;
 use rivulet_runtime::state::Cursor;
-use rivulet_spec::validate::{Options, validate_paths};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,17 +127,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             state,
             wait,
         } => {
-            let validation = validate_paths(&paths, &Options::default())?;
-            if !validation.is_valid(false) {
-                let mut out = std::io::stdout().lock();
-                crate::render::validation(
-                    &mut out,
-                    &validation,
-                    crate::render::Format::Human,
-                    false,
-                )?;
-                return Ok(ExitCode::from(exit::FAILED));
-            }
+            let validation = match super::state::valid_flows(&paths, None)? {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
             let state = StateArgs { paths, state };
             runtime()?.block_on(async move {
                 let store = state.open().await?;

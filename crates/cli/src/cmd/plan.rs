@@ -19,7 +19,6 @@ use anyhow::Context as _;
 use rivulet_runtime::connector::{PlanEntry, PlanSink, Planned};
 use rivulet_runtime::runner::{self, RunOptions};
 use rivulet_runtime::state;
-use rivulet_spec::validate::{Options, validate_paths};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,13 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if names.is_empty() {
         anyhow::bail!("name the flows to plan (`rivulet plan FLOW… [PATHS]`)");
     }
-    let validation = validate_paths(&paths, &Options::default())?;
-    if !validation.is_valid(false) {
-        let mut out = std::io::stdout().lock();
-        render::validation(&mut out, &validation, render::Format::Human, false)?;
-        eprintln!("rivulet: not planning: the flows are invalid");
-        return Ok(ExitCode::from(crate::exit::FAILED));
-    }
+    let validation = match super::state::valid_flows(&paths, Some("planning"))? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let runtime = super::state::runtime()?;
     runtime.block_on(async move {
         let sink = Arc::new(PlanSink::default());

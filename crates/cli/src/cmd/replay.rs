@@ -20,7 +20,6 @@ use indexmap::IndexMap;
 use rivulet_runtime::ops::{self, OpsError};
 use rivulet_runtime::runner::RunOptions;
 use rivulet_runtime::state::{FailureFilter, FailureStatus, StoredFailure};
-use rivulet_spec::validate::{Options, validate_paths};
 use std::process::ExitCode;
 
 /// Arguments of `rivulet replay`.
@@ -49,13 +48,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         paths: paths.clone(),
         state: args.state.clone(),
     };
-    let validation = validate_paths(&paths, &Options::default())?;
-    if !validation.is_valid(false) {
-        let mut out = std::io::stdout().lock();
-        crate::render::validation(&mut out, &validation, crate::render::Format::Human, false)?;
-        eprintln!("rivulet: not replaying: the flows are invalid");
-        return Ok(ExitCode::from(exit::FAILED));
-    }
+    let validation = match super::state::valid_flows(&paths, Some("replaying"))? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     runtime()?.block_on(async move {
         let store = state.open().await?;
         // Alone on the state: its lease, for the whole replay. Shared: each flow's work's lease,

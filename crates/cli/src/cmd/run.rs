@@ -1,13 +1,12 @@
 //! `rivulet run`: every flow in a directory, as a long-lived service (or once).
 
 use crate::exit;
-use crate::render::{self, Format};
 use anyhow::Context as _;
 use rivulet_runtime::lease::{self, HeldLease, LeaseError};
 use rivulet_runtime::runner::{self, RunOptions};
 use rivulet_runtime::state::{self, Holder};
 use rivulet_spec::model::Connection;
-use rivulet_spec::validate::{Options, Validation, validate_paths};
+use rivulet_spec::validate::Validation;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -152,13 +151,10 @@ fn init_logs(format: LogFormat) {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logs(args.log_format);
-    let validation = validate_paths(&args.paths, &Options::default())?;
-    if !validation.is_valid(false) {
-        let mut stdout = std::io::stdout().lock();
-        render::validation(&mut stdout, &validation, Format::Human, false)?;
-        eprintln!("rivulet: not starting: the flows are invalid");
-        return Ok(ExitCode::from(1));
-    }
+    let validation = match super::state::valid_flows(&args.paths, Some("starting"))? {
+        Ok(v) => v,
+        Err(code) => return Ok(code),
+    };
     let runtime = super::state::runtime()?;
     runtime.block_on(async move {
         let mut options = RunOptions {

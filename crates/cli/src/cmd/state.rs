@@ -143,6 +143,26 @@ pub async fn hold(
     }
 }
 
+/// The flows at `paths`, validated; when they are invalid, their diagnostics printed (and,
+/// with `doing`, `rivulet: not {doing}: the flows are invalid` said) and the exit code to end
+/// with instead.
+pub fn valid_flows(
+    paths: &[PathBuf],
+    doing: Option<&str>,
+) -> anyhow::Result<Result<Validation, ExitCode>> {
+    let validation =
+        rivulet_spec::validate::validate_paths(paths, &rivulet_spec::validate::Options::default())?;
+    if validation.is_valid(false) {
+        return Ok(Ok(validation));
+    }
+    let mut out = std::io::stdout().lock();
+    crate::render::validation(&mut out, &validation, crate::render::Format::Human, false)?;
+    if let Some(doing) = doing {
+        eprintln!("rivulet: not {doing}: the flows are invalid");
+    }
+    Ok(Err(ExitCode::from(crate::exit::FAILED)))
+}
+
 /// A small runtime for a short command.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

@@ -449,6 +449,28 @@ impl Operation {
     }
 }
 
+/// The timestamp property a trigger watches: when a record was created, or last changed.
+pub fn watched_property(object: TriggerObject, event: TriggerEvent) -> &'static str {
+    match (event, object) {
+        (TriggerEvent::NewRecord, _) => "createdate",
+        (TriggerEvent::NewOrUpdatedRecord, TriggerObject::Contact) => "lastmodifieddate",
+        (TriggerEvent::NewOrUpdatedRecord, TriggerObject::Company) => "hs_lastmodifieddate",
+    }
+}
+
+/// The properties a trigger watching `watched` fetches: those `listed`, then what it needs of
+/// every record (its id, its creation and the watched timestamp). Validation checks templates
+/// against the same list the runtime asks for.
+pub fn trigger_properties(listed: &[String], watched: &str) -> Vec<String> {
+    let mut properties = listed.to_vec();
+    for p in ["hs_object_id", "createdate", watched] {
+        if !properties.iter().any(|q| q == p) {
+            properties.push(p.to_string());
+        }
+    }
+    properties
+}
+
 /// HubSpot object names the engine knows, and their canonical (singular) form.
 pub fn canonical_object(name: &str) -> Option<&'static str> {
     Some(match name {

@@ -35,11 +35,11 @@
 //! its string), and [`check_reads`] checks them against [`shape_of`] the flow.
 
 use super::Checker;
-use crate::connectors::hubspot::canonical_object;
+use crate::connectors::hubspot::{self, canonical_object};
 use crate::diagnostic::{Pos, did_you_mean};
 use crate::model::{
     Action, FileFormat, FileSource, Flow, HubSpotSource, HubSpotTrigger, MappingSpec, Source,
-    Trigger, TriggerEvent, TriggerObject,
+    Trigger,
 };
 use crate::yaml::{Node, Step};
 use indexmap::IndexMap;
@@ -206,15 +206,12 @@ fn with_listed(listed: &[String], always: &[&str]) -> Vec<String> {
 }
 
 fn trigger_shape(t: &HubSpotTrigger) -> Shape {
-    // As in the runtime's trigger (`watched_property`, `with_needed`).
-    let watched = match (t.on, t.object) {
-        (TriggerEvent::NewRecord, _) => "createdate",
-        (TriggerEvent::NewOrUpdatedRecord, TriggerObject::Contact) => "lastmodifieddate",
-        (TriggerEvent::NewOrUpdatedRecord, TriggerObject::Company) => "hs_lastmodifieddate",
-    };
     Shape::HubSpot {
         origin: "trigger",
-        fetched: with_listed(&t.properties, &["hs_object_id", "createdate", watched]),
+        fetched: hubspot::trigger_properties(
+            &t.properties,
+            hubspot::watched_property(t.object, t.on),
+        ),
         list: block_list("trigger"),
         listed: !t.properties.is_empty(),
     }

@@ -39,6 +39,8 @@ use chrono::{DateTime, Utc};
 use rivulet_hubspot::{
     Client, Filter, FilterGroup, ListRequest, Object, ObjectType, Operator, SearchRequest, Sort,
 };
+use rivulet_spec::connectors::hubspot::trigger_properties;
+pub use rivulet_spec::connectors::hubspot::watched_property;
 use rivulet_spec::model::{HubSpotTrigger, TriggerEvent, TriggerObject};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,15 +121,6 @@ impl TriggerCursor {
     }
 }
 
-/// The timestamp property a trigger watches.
-pub fn watched_property(object: TriggerObject, event: TriggerEvent) -> &'static str {
-    match (event, object) {
-        (TriggerEvent::NewRecord, _) => "createdate",
-        (TriggerEvent::NewOrUpdatedRecord, TriggerObject::Contact) => "lastmodifieddate",
-        (TriggerEvent::NewOrUpdatedRecord, TriggerObject::Company) => "hs_lastmodifieddate",
-    }
-}
-
 /// The HubSpot object type of a trigger object.
 pub fn object_type(object: TriggerObject) -> ObjectType {
     match object {
@@ -161,16 +154,6 @@ pub fn record_timestamp(object: &Object, property: &str) -> Option<i64> {
             };
             top.map(|t| t.timestamp_millis())
         })
-}
-
-/// `properties` plus what a trigger needs of every record.
-fn with_needed(mut properties: Vec<String>, property: &str) -> Vec<String> {
-    for p in ["hs_object_id", "createdate", property] {
-        if !properties.iter().any(|q| q == p) {
-            properties.push(p.to_string());
-        }
-    }
-    properties
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +234,7 @@ impl Scan {
             client,
             object,
             property,
-            properties: with_needed(properties, property),
+            properties: trigger_properties(&properties, property),
             done: ranges.is_empty(),
             ranges,
             mode: Mode::Range {
@@ -606,7 +589,7 @@ impl connector::TriggerGroup for TriggerGroup {
         }
         Ok(Box::new(Poll {
             client: self.client.clone(),
-            properties: with_needed(self.properties.clone(), property),
+            properties: trigger_properties(&self.properties, property),
             scan,
             lists,
             members,
